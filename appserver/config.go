@@ -1,0 +1,67 @@
+package appserver
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"onebox/config"
+)
+
+// Config is the worker pool's part of the environment, prefix APP_.
+type Config struct {
+	Command           string        `env:"COMMAND" help:"worker command, split like a shell would (quotes, backslashes), run without a shell; empty runs no pool"`
+	Dir               string        `env:"DIR" help:"working directory of the workers and of APP_PRESTART"`
+	Bind              string        `env:"BIND" envDefault:"unix:/run/onebox/app.sock" help:"the app socket the workers accept on: unix:/path or host:port"`
+	Workers           int           `env:"WORKERS" help:"worker count (alias WEB_CONCURRENCY); 0 = 2 x CPU limit + 1, capped by APP_MAX_WORKERS"`
+	MaxWorkers        int           `env:"MAX_WORKERS" envDefault:"12" help:"cap of the computed default worker count"`
+	Timeout           time.Duration `env:"TIMEOUT" envDefault:"30s" help:"a worker whose heartbeat is older than this is killed (ABRT, then KILL)"`
+	GracefulTimeout   time.Duration `env:"GRACEFUL_TIMEOUT" envDefault:"30s" help:"time a worker has to drain on stop or reload, clamped to ONEBOX_SHUTDOWN_TIMEOUT"`
+	MaxRequests       int           `env:"MAX_REQUESTS" envDefault:"0" help:"recycle a worker after this many requests; 0 = never"`
+	MaxRequestsJitter int           `env:"MAX_REQUESTS_JITTER" envDefault:"0" help:"add up to this many requests at random to APP_MAX_REQUESTS, so workers do not recycle together"`
+	Prestart          string        `env:"PRESTART" help:"command run once after the database gate and before the workers (migrations); non-zero exit stops the container"`
+}
+
+// Enabled reports whether a pool is configured.
+func (c Config) Enabled() bool { return strings.TrimSpace(c.Command) != "" }
+
+// Validate reports every problem with the pool's settings.
+func (c Config) Validate() config.Problems {
+	var ps config.Problems
+	if c.Command != "" {
+		if _, err := SplitCommand(c.Command); err != nil {
+			ps.Add("COMMAND", c.Command, err.Error())
+		}
+	}
+	if c.Prestart != "" {
+		if _, err := SplitCommand(c.Prestart); err != nil {
+			ps.Add("PRESTART", c.Prestart, err.Error())
+		}
+	}
+	if path, ok := strings.CutPrefix(c.Bind, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			ps.Add("BIND", c.Bind, "unix:/absolute/path or host:port")
+		}
+	} else if _, port, err := splitHostPort(c.Bind); err != nil || port == "" {
+		ps.Add("BIND", c.Bind, "unix:/absolute/path or host:port")
+	}
+	if c.Workers < 0 {
+		ps.Add("WORKERS", strconv.Itoa(c.Workers), "a positive number, or 0 for 2 x CPU limit + 1")
+	}
+	if c.MaxWorkers < 1 {
+		ps.Add("MAX_WORKERS", strconv.Itoa(c.MaxWorkers), "a positive number")
+	}
+	if c.Timeout <= 0 {
+		ps.Add("TIMEOUT", c.Timeout.String(), "a positive duration such as 30s")
+	}
+	if c.GracefulTimeout <= 0 {
+		ps.Add("GRACEFUL_TIMEOUT", c.GracefulTimeout.String(), "a positive duration such as 30s")
+	}
+	if c.MaxRequests < 0 {
+		ps.Add("MAX_REQUESTS", strconv.Itoa(c.MaxRequests), "0 (never) or a positive number")
+	}
+	if c.MaxRequestsJitter < 0 {
+		ps.Add("MAX_REQUESTS_JITTER", strconv.Itoa(c.MaxRequestsJitter), "0 or a positive number")
+	}
+	return ps
+}

@@ -1,0 +1,46 @@
+package proxy
+
+import (
+	"time"
+
+	"onebox/config"
+)
+
+// Config is the proxy's part of the environment, prefix PROXY_. The default
+// site's settings sit unprefixed beside the listener settings (PROXY_ROOT);
+// named sites (PROXY_SITES=docs,shop) read the same Site settings under
+// PROXY_SITE_<NAME>_ and are filled in by the composer.
+type Config struct {
+	Listen            string          `env:"LISTEN" envDefault:":8080" help:"HTTP listener; PORT, when set, replaces its port"`
+	TLSListen         string          `env:"TLS_LISTEN" envDefault:":8443" help:"HTTPS listener, used when PROXY_TLS_CERT_FILE and PROXY_TLS_KEY_FILE are set"`
+	TLSCertFile       string          `env:"TLS_CERT_FILE" help:"PEM certificate chain; re-read on reload (HUP)"`
+	TLSKeyFile        string          `env:"TLS_KEY_FILE" help:"PEM private key; re-read on reload (HUP)"`
+	TLSRedirect       bool            `env:"TLS_REDIRECT" envDefault:"false" help:"answer plain HTTP with a 308 redirect to HTTPS"`
+	ClientMaxBodySize config.ByteSize `env:"CLIENT_MAX_BODY_SIZE" envDefault:"1m" help:"largest request body (k, m, g suffixes); 413 above it; 0 = unlimited"`
+	ConnectTimeout    time.Duration   `env:"CONNECT_TIMEOUT" envDefault:"5s" help:"time to connect to the upstream"`
+	ReadTimeout       time.Duration   `env:"READ_TIMEOUT" envDefault:"60s" help:"time the upstream may take between two reads of its response (504 past it)"`
+	SendTimeout       time.Duration   `env:"SEND_TIMEOUT" envDefault:"60s" help:"time allowed to send the request to the upstream"`
+	TrustedProxies    []string        `env:"TRUSTED_PROXIES" envSeparator:"," help:"CIDRs whose X-Forwarded-For is believed (nginx real_ip), e.g. 10.0.0.0/8"`
+	AccessLog         string          `env:"ACCESS_LOG" envDefault:"combined" help:"combined (nginx's format), json or off"`
+	AccessLogSkip     []string        `env:"ACCESS_LOG_SKIP" envSeparator:"," help:"paths not logged, e.g. /healthz,/favicon.ico"`
+	Gzip              bool            `env:"GZIP" envDefault:"true" help:"gzip compressible responses for clients that accept it"`
+	SiteNames         []string        `env:"SITES" envSeparator:"," help:"further sites by name: docs,shop reads PROXY_SITE_DOCS_*, PROXY_SITE_SHOP_*"`
+
+	// Site is the default site, read from the unprefixed settings.
+	Site Site
+
+	// Sites are the named sites, in PROXY_SITES order. Filled by the composer.
+	Sites []Site `env:"-"`
+}
+
+// Site is one virtual host (an nginx server block).
+type Site struct {
+	Name        string   `env:"-"`
+	ServerNames []string `env:"SERVER_NAMES" envSeparator:" " help:"names this site answers: exact, *.example.com, www.example.*, .example.com or ~regex; space-separated"`
+	Root        string   `env:"ROOT" envDefault:"/var/www/html" help:"static root"`
+	Index       []string `env:"INDEX" envDefault:"index.html index.htm" envSeparator:" " help:"index files, space-separated"`
+	TryFiles    []string `env:"TRY_FILES" envDefault:"$uri $uri/ @app" envSeparator:" " help:"nginx try_files: $uri, $uri/, literal paths, then @app (the upstream), =404 or a URI"`
+	Upstream    string   `env:"UPSTREAM" help:"where @app goes: empty = the worker pool (APP_BIND), or http://host:port, or unix:/path"`
+	Aliases     []string `env:"ALIASES" envSeparator:"," help:"URL prefix to directory mappings, /static/=/app/static/,/media/=/data/media/ (nginx alias)"`
+	Default     bool     `env:"DEFAULT" envDefault:"false" help:"named sites only: this site answers requests no other site's names match"`
+}
