@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"strconv"
 	"time"
 
 	"onebox/config"
@@ -33,7 +34,7 @@ func (c Config) Validate() config.Problems {
 		ps.Add("SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "a positive duration such as 9s")
 	}
 	if c.GoMaxProcs < 0 {
-		ps.Add("GOMAXPROCS", itoa(c.GoMaxProcs), "0 (Go's default) or a positive number")
+		ps.Add("GOMAXPROCS", strconv.Itoa(c.GoMaxProcs), "0 (Go's default) or a positive number")
 	}
 	return ps
 }

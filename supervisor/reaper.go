@@ -177,3 +177,5 @@ func setSubreaper() error {
 	}
 	return nil
 }
+
+func pid() int { return os.Getpid() }
