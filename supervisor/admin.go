@@ -62,6 +62,14 @@ func (s *Supervisor) Status() Status {
 	return st
 }
 
+// AdminAddr returns the admin endpoint's bound address, once Run has bound
+// it ("" before, or when it is off). Tests use it with ONEBOX_ADMIN_LISTEN
+// set to port 0.
+func (s *Supervisor) AdminAddr() string {
+	a, _ := s.adminAddr.Load().(string)
+	return a
+}
+
 // Handler returns the admin endpoint's routes.
 func (s *Supervisor) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -161,6 +169,7 @@ func (s *Supervisor) listenAdmin() (*http.Server, error) {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       time.Minute,
 	}
+	s.adminAddr.Store(ln.Addr().String())
 	go func() { _ = srv.Serve(ln) }()
 	s.log.Info().Str("listen", ln.Addr().String()).Msg("admin endpoint")
 	return srv, nil

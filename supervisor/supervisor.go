@@ -33,8 +33,9 @@ type Supervisor struct {
 	parts   []*part
 	started time.Time
 
-	state   atomic.Value // string: starting, running, stopping
-	reloadM sync.Mutex   // one reload at a time, whether from HUP or POST /reload
+	state     atomic.Value // string: starting, running, stopping
+	adminAddr atomic.Value // string
+	reloadM   sync.Mutex   // one reload at a time, whether from HUP or POST /reload
 
 	readyGauge prometheus.Gauge
 	reloads    *prometheus.CounterVec
