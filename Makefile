@@ -1,18 +1,34 @@
-# onebox: build, test, lint. `make test` is the one command that runs every test.
+# onebox: `make test` is the one command that runs every test: lint, unit
+# tests (real processes, real MariaDB) and the docker-compose suite.
 GO      ?= go
 BIN     ?= bin
 LDFLAGS ?= -s -w
 
-.PHONY: build test unit lint
+.PHONY: build test lint unit integration images docs bench
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/onebox ./cmd/onebox
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/guestbook ./examples/guestbook
 
-test: lint unit
-
-unit:
-	$(GO) test -count=1 ./...
+test: lint unit integration
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+
+unit:
+	$(GO) test -count=1 -timeout 20m ./...
+
+# The docker-compose suite builds the local images it needs first (no
+# registry is needed, see images/).
+integration: images
+	$(GO) test -tags integration -count=1 -timeout 45m ./integration/...
+
+images:
+	./images/build.sh
+
+# docs/environment.md is `onebox env`; a unit test fails when it is stale.
+docs:
+	$(GO) run ./cmd/onebox env > docs/environment.md

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// check validates the environment like nginx -t: every problem at once and
+// exit 1, or the effective configuration (secrets masked) and exit 0.
+func check(stdout, stderr io.Writer, environ map[string]string) error {
+	s, warnings, ps := load(environ, true)
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "onebox: warning:", w)
+	}
+	if len(ps) > 0 {
+		fmt.Fprintf(stderr, "onebox: the environment has %d problem(s):\n", len(ps))
+		for _, p := range ps {
+			fmt.Fprintln(stderr, "  "+p.Error())
+		}
+		return &exitError{code: exitFailure}
+	}
+	writeEffective(stdout, s)
+	fmt.Fprintln(stderr, "onebox: configuration ok")
+	return nil
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"onebox/appserver"
+	"onebox/dbcheck"
+	"onebox/proxy"
+	"onebox/supervisor"
+)
+
+// shimArg is the hidden command the pool starts workers through, so that
+// LISTEN_PID can name the worker's own pid (see appserver.ShimMain).
+const shimArg = appserver.ShimArg
+
+func shimMain(args []string) error { return appserver.ShimMain(args) }
+
+// serve is `onebox run`: validate, wire the components in start order
+// (database gate, pool, proxy) and hand them to the supervisor.
+func serve(ctx context.Context, stdout io.Writer, environ map[string]string) error {
+	s, warnings, ps := load(environ, false)
+	log := newLogger(s.Onebox, stdout)
+	if len(ps) > 0 {
+		for _, p := range ps {
+			log.Error().Str("component", "config").Str("variable", p.Var).Msg(p.Error())
+		}
+		return &exitError{code: exitConfig, msg: fmt.Sprintf("invalid configuration: %d problem(s), each logged above; `onebox check` lists them", len(ps))}
+	}
+	for _, w := range warnings {
+		log.Warn().Str("component", "config").Msg(w)
+	}
+	if s.Onebox.GoMaxProcs > 0 {
+		runtime.GOMAXPROCS(s.Onebox.GoMaxProcs)
+	}
+	log.Info().Str("component", "supervisor").Str("version", version()).Int("pid", os.Getpid()).
+		Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("onebox starting")
+
+	sup := supervisor.New(s.Onebox, log.With().Str("component", "supervisor").Logger())
+	reg := sup.Registry()
+
+	if s.MySQL.Enabled() {
+		gate, err := dbcheck.New(s.MySQL, dbcheck.Deps{
+			Log:     log.With().Str("component", "dbcheck").Logger(),
+			Metrics: reg,
+		})
+		if err != nil {
+			return fmt.Errorf("set up dbcheck: %w", err)
+		}
+		sup.Add("dbcheck", gate)
+	}
+
+	appBind := ""
+	if s.App.Enabled() {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find own executable for the worker shim: %w", err)
+		}
+		master, err := appserver.New(s.App, appserver.Deps{
+			Log:             log.With().Str("component", "appserver").Logger(),
+			Metrics:         reg,
+			Start:           sup.Reaper().Start,
+			ShutdownTimeout: s.Onebox.ShutdownTimeout,
+			Shim:            []string{self, appserver.ShimArg},
+		})
+		if err != nil {
+			return fmt.Errorf("set up appserver: %w", err)
+		}
+		sup.Add("appserver", master)
+		appBind = s.App.Bind
+	}
+
+	px, err := proxy.New(s.Proxy, proxy.Deps{
+		Log:          log.With().Str("component", "proxy").Logger(),
+		Metrics:      reg,
+		AppBind:      appBind,
+		DrainTimeout: s.Onebox.ShutdownTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("set up proxy: %w", err)
+	}
+	sup.Add("proxy", px)
+
+	return sup.Run(ctx)
+}
