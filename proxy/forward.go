@@ -1,0 +1,442 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// errBodyTooLarge ends a chunked request body past PROXY_CLIENT_MAX_BODY_SIZE.
+var errBodyTooLarge = errors.New("request body too large")
+
+var errBadUpstream = errors.New("bad upstream")
+
+// hopHeaders are dropped in both directions (RFC 9110 §7.6.1), with those
+// named in Connection. Content-Length is rewritten by us.
+var hopHeaders = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+	"Proxy-Authorization": true,
+	"Proxy-Authenticate":  true,
+}
+
+// forwardedHeaders are set by us; client-sent copies are dropped unless the
+// peer is a trusted proxy.
+var forwardedHeaders = map[string]bool{
+	"X-Forwarded-For":   true,
+	"X-Forwarded-Proto": true,
+	"X-Forwarded-Host":  true,
+	"X-Real-Ip":         true,
+	"Forwarded":         true,
+}
+
+// peerAddr is the host part of RemoteAddr, without allocating.
+func peerAddr(remote string) string {
+	if i := strings.LastIndexByte(remote, ':'); i > 0 {
+		remote = remote[:i]
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(remote, "["), "]")
+}
+
+func (s *Server) isTrusted(a string) bool {
+	if len(s.trusted) == 0 {
+		return false
+	}
+	ip, err := netip.ParseAddr(a)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is nginx's real_ip with real_ip_recursive on: when the peer is
+// trusted, the right-most X-Forwarded-For address that is not trusted.
+func (s *Server) clientIP(r *http.Request) string {
+	peer := peerAddr(r.RemoteAddr)
+	if len(s.trusted) == 0 || !s.isTrusted(peer) {
+		return peer
+	}
+	client := peer
+	xff := strings.Join(r.Header["X-Forwarded-For"], ",")
+	for xff != "" {
+		var part string
+		if i := strings.LastIndexByte(xff, ','); i >= 0 {
+			part, xff = strings.TrimSpace(xff[i+1:]), xff[:i]
+		} else {
+			part, xff = strings.TrimSpace(xff), ""
+		}
+		if _, err := netip.ParseAddr(part); err != nil {
+			break
+		}
+		client = part
+		if !s.isTrusted(part) {
+			break
+		}
+	}
+	return client
+}
+
+func isIdempotent(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// upgradeOf returns the Upgrade protocol when the request asks for one.
+func upgradeOf(h http.Header) string {
+	up := h["Upgrade"]
+	if len(up) == 0 {
+		return ""
+	}
+	for _, v := range h["Connection"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+				return up[0]
+			}
+		}
+	}
+	return ""
+}
+
+// connectionListed reports whether name is listed in a Connection header.
+func connectionListed(conn []string, name string) bool {
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// forward proxies r to the site's upstream.
+func (s *Server) forward(w *recorder, r *http.Request, st *site) {
+	u := st.up
+	var body io.Reader
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &bodyReader{r: r.Body, rc: http.NewResponseController(w), max: s.maxBody, limit: r.ContentLength < 0 && s.maxBody > 0}
+	}
+	upgrade := ""
+	if r.ProtoMajor == 1 {
+		upgrade = upgradeOf(r.Header)
+	}
+	w.clientIP = s.clientIP(r)
+	w.upstreamAddr = u.label
+	retryable := isIdempotent(r.Method) && body == nil
+	start := time.Now()
+
+	var c *upConn
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		var err error
+		c, err = u.get(r.Context(), attempt > 0)
+		if err != nil {
+			s.upstreamFailed(w, r, st, err, true)
+			return
+		}
+		if c.reused && !retryable && !alive(c.nc) {
+			// Closed by the upstream while idle: a request that cannot be
+			// retried must go on a connection known to be open.
+			c.close()
+			if c, err = u.dial(r.Context()); err != nil {
+				s.upstreamFailed(w, r, st, err, true)
+				return
+			}
+		}
+		err = s.writeRequest(c, r, w.clientIP, upgrade, body)
+		if err == nil {
+			resp, err = http.ReadResponse(c.br, r)
+		}
+		if err == nil {
+			break
+		}
+		reused := c.reused
+		c.close()
+		if errors.Is(err, errBodyTooLarge) {
+			w.Header()["Connection"] = hdrClose
+			writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
+			return
+		}
+		// A reused connection the upstream had closed fails before any
+		// response byte: retry once on a fresh one when that is safe.
+		if reused && retryable && attempt == 0 && !isTimeout(err) {
+			continue
+		}
+		s.upstreamFailed(w, r, st, err, false)
+		return
+	}
+	w.upstreamTime = time.Since(start)
+
+	if resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
+		s.tunnel(w, r, c, resp)
+		return
+	}
+
+	h := w.Header()
+	conn := resp.Header["Connection"]
+	for k, vv := range resp.Header {
+		if hopHeaders[k] || k == "Server" || k == "Date" || (conn != nil && connectionListed(conn, k)) {
+			continue
+		}
+		h[k] = vv
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.StatusCode < 200 {
+		s.release(c, resp, true)
+		return
+	}
+	ok := s.copyBody(w, resp)
+	if ok && len(resp.Trailer) > 0 {
+		for k, vv := range resp.Trailer {
+			h[http.TrailerPrefix+k] = vv
+		}
+	}
+	s.release(c, resp, ok)
+}
+
+// release pools the connection after a complete exchange, else closes it.
+func (s *Server) release(c *upConn, resp *http.Response, complete bool) {
+	if complete && !resp.Close {
+		c.u.put(c)
+		return
+	}
+	c.close()
+}
+
+// copyBody streams the response body; unknown-length bodies (chunked,
+// server-sent events) are flushed as they arrive. It reports whether the
+// body was read to its end.
+func (s *Server) copyBody(w *recorder, resp *http.Response) bool {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	flush := resp.ContentLength < 0
+	br := resp.Body
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return false
+			}
+			if flush {
+				w.Flush()
+			}
+		}
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// upstreamFailed answers 504 for timeouts and 502 for everything else.
+func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err error, connecting bool) {
+	kind, code := upErrReset, http.StatusBadGateway
+	switch {
+	case isTimeout(err):
+		kind, code = upErrTimeout, http.StatusGatewayTimeout
+	case connecting:
+		kind = upErrConnect
+	}
+	if r.Context().Err() != nil {
+		// The client went away: nginx logs 499.
+		w.status = 499
+		return
+	}
+	st.m.upstreamError(kind)
+	s.log.Warn().Err(err).Str("upstream", st.up.label).Str("site", st.name).Str("uri", r.RequestURI).Msg("upstream " + kind)
+	writeStatusPage(w, r, code)
+}
+
+// writeRequest sends the request head and body.
+func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string, body io.Reader) error {
+	bw := c.bw
+	uri := r.RequestURI
+	if uri == "" || r.ProtoMajor != 1 {
+		uri = r.URL.RequestURI()
+	}
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(r.Host)
+	bw.WriteString("\r\n")
+	peer := peerAddr(r.RemoteAddr)
+	trusted := len(s.trusted) > 0 && s.isTrusted(peer)
+	conn := r.Header["Connection"]
+	for k, vv := range r.Header {
+		if hopHeaders[k] || k == "Content-Length" || k == "Host" || strings.IndexByte(k, '_') >= 0 {
+			// nginx drops header names with underscores (underscores_in_headers
+			// off): WSGI would read X_Forwarded_For as X-Forwarded-For.
+			continue
+		}
+		if forwardedHeaders[k] && (!trusted || k != "X-Forwarded-Proto" && k != "X-Forwarded-Host" && k != "Forwarded") {
+			continue
+		}
+		if conn != nil && connectionListed(conn, k) {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("X-Forwarded-For: ")
+	if trusted {
+		for _, v := range r.Header["X-Forwarded-For"] {
+			bw.WriteString(v)
+			bw.WriteString(", ")
+		}
+	}
+	bw.WriteString(peer)
+	bw.WriteString("\r\nX-Real-IP: ")
+	bw.WriteString(client)
+	bw.WriteString("\r\n")
+	if !trusted || r.Header["X-Forwarded-Proto"] == nil {
+		if r.TLS != nil {
+			bw.WriteString("X-Forwarded-Proto: https\r\n")
+		} else {
+			bw.WriteString("X-Forwarded-Proto: http\r\n")
+		}
+	}
+	if !trusted || r.Header["X-Forwarded-Host"] == nil {
+		bw.WriteString("X-Forwarded-Host: ")
+		bw.WriteString(r.Host)
+		bw.WriteString("\r\n")
+	}
+	if upgrade != "" {
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.WriteString(upgrade)
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case body == nil:
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+	case r.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		var nb [20]byte
+		bw.Write(strconv.AppendInt(nb[:0], r.ContentLength, 10))
+		bw.WriteString("\r\n")
+	default:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	bw.WriteString("\r\n")
+	if body != nil {
+		if r.ContentLength > 0 {
+			if _, err := io.CopyN(bw, body, r.ContentLength); err != nil {
+				return err
+			}
+		} else {
+			cw := httputil.NewChunkedWriter(bw)
+			if _, err := io.Copy(cw, body); err != nil {
+				return err
+			}
+			cw.Close()
+			bw.WriteString("\r\n")
+		}
+	}
+	return bw.Flush()
+}
+
+// bodyReader reads the client's body with a deadline per read (nginx's
+// client_body_timeout: a slow client is cut off, a slow but steady one is
+// not) and enforces the size limit on chunked bodies.
+type bodyReader struct {
+	r     io.Reader
+	rc    *http.ResponseController
+	n     int64
+	max   int64
+	limit bool
+	done  bool
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if b.limit && b.n > b.max {
+		return n, errBodyTooLarge
+	}
+	if err != nil && !b.done {
+		// Clear the deadline so it cannot fire on the server's
+		// background read once the body is consumed.
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// tunnel hands a 101 response to the client and copies both ways until one
+// side closes (websockets).
+func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *http.Response) {
+	cc, brw, err := http.NewResponseController(w.w).Hijack()
+	if err != nil {
+		c.close()
+		writeStatusPage(w, r, http.StatusInternalServerError)
+		return
+	}
+	w.status = http.StatusSwitchingProtocols
+	_ = cc.SetDeadline(time.Time{})
+	_ = c.nc.SetDeadline(time.Time{})
+	// From here the upstream connection is a plain pipe: no timeouts.
+	up := c.nc
+	ubr := c.br
+	head := bufio.NewWriter(cc)
+	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	resp.Header.Del("Server")
+	resp.Header["Server"] = hdrServer
+	_ = resp.Header.Write(head)
+	head.WriteString("\r\n")
+	if err := head.Flush(); err != nil {
+		cc.Close()
+		up.Close()
+		return
+	}
+	// Either side closing ends the tunnel: the other copy is unblocked by
+	// closing both connections.
+	done := make(chan int64, 2)
+	go func() {
+		// client → upstream, starting with what the server had buffered
+		n, _ := io.Copy(up, io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), cc))
+		_ = n
+		done <- 0
+	}()
+	go func() {
+		n, _ := io.Copy(cc, io.MultiReader(io.LimitReader(ubr, int64(ubr.Buffered())), up))
+		done <- n
+	}()
+	w.bytes += <-done
+	cc.Close()
+	up.Close()
+	w.bytes += <-done
+	c.release()
+}
