@@ -246,7 +246,7 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve is Run on listeners opened by the caller (tests, socket hand-over);
 // tlsLn may be nil. Both are closed on return.
 func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
-	s.startedAt.Store(time.Now().UnixNano())
+	s.startedAt.CompareAndSwap(0, time.Now().UnixNano())
 	errc := make(chan error, 2)
 	var handler http.Handler = s
 	if s.cfg.TLSRedirect && tlsLn != nil {

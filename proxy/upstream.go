@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -35,6 +36,7 @@ type upstream struct {
 	sendTimeout   time.Duration
 	idle          chan *upConn
 	dialer        net.Dialer
+	dialFailures  atomic.Int64 // for /status and the start-up test
 }
 
 func newUpstream(network, addr string, cfg Config, s *Server) *upstream {
@@ -168,6 +170,7 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 			c.bw.Reset(c)
 			return c, nil
 		}
+		u.dialFailures.Add(1)
 		// During start-up the pool may not listen yet: a refused or
 		// missing socket is retried, bounded by startupWait.
 		left := time.Duration(u.srv.startedAt.Load()+int64(startupWait)) - time.Duration(time.Now().UnixNano())

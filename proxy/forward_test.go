@@ -1,0 +1,308 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestForwardHeaders(t *testing.T) {
+	up := startUpstream(t, true)
+	tests := []struct {
+		name       string
+		trusted    string
+		wantXFF    string
+		wantReal   string
+		wantProto  string
+		wantFwHost string
+	}{
+		{"untrusted peer: client copies dropped", "", "127.0.0.1", "127.0.0.1", "http", "site.test"},
+		{"trusted peer: real_ip from X-Forwarded-For", "127.0.0.0/8", "203.0.113.9, 10.0.0.1, 127.0.0.1", "10.0.0.1", "https", "orig.test"},
+		{"trusted chain: right-most untrusted", "127.0.0.1,10.0.0.0/8", "203.0.113.9, 10.0.0.1, 127.0.0.1", "203.0.113.9", "https", "orig.test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, addr := proxyTo(t, up.target, map[string]string{"TRUSTED_PROXIES": tt.trusted})
+			req, _ := http.NewRequest("GET", "http://"+addr+"/echo?q=1%202", nil)
+			req.Host = "site.test"
+			req.Header.Set("X-Forwarded-For", "203.0.113.9, 10.0.0.1")
+			req.Header.Set("X-Real-IP", "6.6.6.6")
+			req.Header.Set("X-Forwarded-Proto", "https")
+			req.Header.Set("X-Forwarded-Host", "orig.test")
+			req.Header.Set("Forwarded", "for=6.6.6.6")
+			req.Header["X_Forwarded_For"] = []string{"6.6.6.6"}
+			req.Header["X_real_ip"] = []string{"6.6.6.6"}
+			req.Header.Set("Connection", "X-Drop-Me")
+			req.Header.Set("X-Drop-Me", "1")
+			req.Header.Set("X-Custom", "kept")
+			req.Header.Set("Proxy-Authorization", "Basic Zm9vOmJhcg==")
+			e := echo(t, addr, req)
+			h := http.Header(e.Header)
+			if e.URI != "/echo?q=1%202" || e.Host != "site.test" {
+				t.Errorf("uri %q host %q", e.URI, e.Host)
+			}
+			if got := strings.Join(h["X-Forwarded-For"], ","); got != tt.wantXFF {
+				t.Errorf("X-Forwarded-For %q, want %q", got, tt.wantXFF)
+			}
+			if got := strings.Join(h["X-Real-Ip"], ","); got != tt.wantReal {
+				t.Errorf("X-Real-IP %q, want %q", got, tt.wantReal)
+			}
+			if got := strings.Join(h["X-Forwarded-Proto"], ","); got != tt.wantProto {
+				t.Errorf("X-Forwarded-Proto %q, want %q", got, tt.wantProto)
+			}
+			if got := strings.Join(h["X-Forwarded-Host"], ","); got != tt.wantFwHost {
+				t.Errorf("X-Forwarded-Host %q, want %q", got, tt.wantFwHost)
+			}
+			for _, k := range []string{"X_forwarded_for", "X_Forwarded_For", "X_real_ip", "X-Drop-Me", "Proxy-Authorization", "Connection"} {
+				if h[k] != nil {
+					t.Errorf("%s reached the upstream: %q", k, h[k])
+				}
+			}
+			if tt.trusted == "" && h["Forwarded"] != nil {
+				t.Errorf("Forwarded from an untrusted peer reached the upstream")
+			}
+			if h.Get("X-Custom") != "kept" {
+				t.Errorf("X-Custom lost")
+			}
+		})
+	}
+}
+
+func TestForwardResponseHeadersAndKeepAlive(t *testing.T) {
+	for _, unix := range []bool{true, false} {
+		t.Run("unix="+strconv.FormatBool(unix), func(t *testing.T) {
+			up := startUpstream(t, unix)
+			_, addr := proxyTo(t, up.target, nil)
+			for i := 0; i < 50; i++ {
+				resp, body := get(t, addr, "", "/hello")
+				if resp.StatusCode != 200 || body != "hello from upstream\n" {
+					t.Fatalf("%d %q", resp.StatusCode, body)
+				}
+				for _, k := range []string{"X-Secret-Hop", "Keep-Alive"} {
+					if resp.Header.Get(k) != "" {
+						t.Fatalf("hop-by-hop %s reached the client", k)
+					}
+				}
+				if resp.Header.Get("X-App") != "yes" || resp.Header.Get("Server") != "onebox" {
+					t.Fatalf("headers %v", resp.Header)
+				}
+			}
+			_, n := get(t, addr, "", "/conns")
+			if c, _ := strconv.Atoi(n); c < 1 || c > 2 {
+				t.Errorf("upstream saw %s connections for 51 sequential requests, want 1 (kept alive)", n)
+			}
+		})
+	}
+}
+
+func TestForwardBodies(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, map[string]string{"CLIENT_MAX_BODY_SIZE": "64k"})
+	body := bytes.Repeat([]byte("0123456789abcdef"), 3000) // 48000 bytes
+	sum := sha256.Sum256(body)
+	// Content-Length body
+	req, _ := http.NewRequest("POST", "http://"+addr+"/echo", bytes.NewReader(body))
+	e := echo(t, addr, req)
+	if e.Length != len(body) || e.SHA != hex.EncodeToString(sum[:]) {
+		t.Errorf("CL body: got %d bytes %s", e.Length, e.SHA)
+	}
+	// chunked body
+	req, _ = http.NewRequest("POST", "http://"+addr+"/echo", io.MultiReader(bytes.NewReader(body)))
+	req.ContentLength = -1
+	e = echo(t, addr, req)
+	if e.Length != len(body) || e.SHA != hex.EncodeToString(sum[:]) {
+		t.Errorf("chunked body: got %d bytes %s", e.Length, e.SHA)
+	}
+	// over the limit, declared and chunked
+	big := bytes.Repeat([]byte("x"), 70000)
+	for _, chunked := range []bool{false, true} {
+		req, _ = http.NewRequest("POST", "http://"+addr+"/echo", bytes.NewReader(big))
+		if chunked {
+			req.Body = io.NopCloser(io.MultiReader(bytes.NewReader(big)))
+			req.ContentLength = -1
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("chunked=%v over the limit: %d, want 413", chunked, resp.StatusCode)
+		}
+	}
+	// 1 MiB response passes whole
+	resp, b := get(t, addr, "", "/big")
+	if resp.StatusCode != 200 || len(b) != 1<<20 {
+		t.Errorf("big: %d, %d bytes", resp.StatusCode, len(b))
+	}
+}
+
+func TestForwardFailures(t *testing.T) {
+	up := startUpstream(t, true)
+	t.Run("read timeout is 504", func(t *testing.T) {
+		_, addr := proxyTo(t, up.target, map[string]string{"READ_TIMEOUT": "200ms"})
+		resp, body := get(t, addr, "", "/slow?ms=3000")
+		if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "504") {
+			t.Errorf("%d %q, want 504", resp.StatusCode, body)
+		}
+	})
+	t.Run("no upstream is 502", func(t *testing.T) {
+		s, addr := proxyTo(t, "unix:"+filepath.Join(t.TempDir(), "none.sock"), nil)
+		s.startedAt.Store(time.Now().Add(-time.Hour).UnixNano()) // past the start-up wait
+		resp, body := get(t, addr, "", "/x")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "502 Bad Gateway") {
+			t.Errorf("%d %q, want 502", resp.StatusCode, body)
+		}
+	})
+	t.Run("stale pooled connection is retried", func(t *testing.T) {
+		_, addr := proxyTo(t, up.target, nil)
+		for i := 0; i < 5; i++ {
+			for _, m := range []string{"GET", "POST"} {
+				req, _ := http.NewRequest(m, "http://"+addr+"/then-close", strings.NewReader("abc"))
+				if m == "GET" {
+					req.Body, req.ContentLength = nil, 0
+				}
+				resp, err := noRedirect.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s round %d: %d %q", m, i, resp.StatusCode, b)
+				}
+			}
+		}
+	})
+}
+
+// TestStartupWait: a request that arrives before the pool listens waits
+// for it instead of getting a 502.
+func TestStartupWait(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "late.sock")
+	s, addr := proxyTo(t, "unix:"+sock, nil)
+	type result struct {
+		code int
+		body string
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := noRedirect.Get("http://" + addr + "/hello")
+		if err != nil {
+			done <- result{0, err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{resp.StatusCode, string(b)}
+	}()
+	// Wait until the proxy has failed to connect at least once.
+	for deadline := time.Now().Add(5 * time.Second); s.upstreams[0].dialFailures.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy never tried the upstream")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &testUpstream{}
+	u.start(t, ln)
+	r := <-done
+	if r.code != 200 || r.body != "hello from upstream\n" {
+		t.Errorf("%d %q, want 200 from the late upstream", r.code, r.body)
+	}
+}
+
+func TestStreamingFlushes(t *testing.T) {
+	up := startUpstream(t, false)
+	_, addr := proxyTo(t, up.target, nil)
+	resp, err := noRedirect.Get("http://" + addr + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	// The first event must arrive while the upstream still holds the rest.
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event %q %v", line, err)
+	}
+	if _, body := get(t, addr, "", "/release"); body != "" {
+		t.Fatalf("release: %q", body)
+	}
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "\ndata: second\n\n" {
+		t.Errorf("rest %q", rest)
+	}
+}
+
+func TestWebsocketTunnel(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhello\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "websocket" {
+		t.Fatalf("status %d headers %v", resp.StatusCode, resp.Header)
+	}
+	for _, msg := range []string{"hello", "second", "third"} {
+		if msg != "hello" {
+			io.WriteString(c, msg+"\n")
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || line != "echo "+msg+"\n" {
+			t.Fatalf("got %q %v, want echo %s", line, err, msg)
+		}
+	}
+}
+
+func TestForwardConcurrent(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+	var wg sync.WaitGroup
+	errs := make(chan string, 400)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				resp, err := noRedirect.Get("http://" + addr + "/hello")
+				if err != nil {
+					errs <- err.Error()
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(b) != "hello from upstream\n" {
+					errs <- strconv.Itoa(resp.StatusCode) + " " + string(b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
