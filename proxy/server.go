@@ -377,6 +377,8 @@ func (s *Server) handle(w *recorder, r *http.Request, st *site) {
 	}
 	clean, dot, ok := cleanURLPath(r.URL.Path)
 	if !ok || hasEncodedSeparator(r.URL.RawPath) {
+		// Malformed: answer and close, as net/http does for its own 400s.
+		w.Header()["Connection"] = hdrClose
 		writeStatusPage(w, r, http.StatusBadRequest)
 		return
 	}
