@@ -259,6 +259,9 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	go func() { errc <- plain.Serve(ln) }()
 	n := 1
 	if tlsLn != nil {
+		if _, port, err := net.SplitHostPort(tlsLn.Addr().String()); err == nil {
+			s.tlsPort = port
+		}
 		ts := s.newHTTPServer(s)
 		ts.TLSConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
