@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"compress/gzip"
 	"errors"
 	"io"
 	"net/http"
@@ -203,12 +204,31 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		}
 		h[k] = vv
 	}
+	noBody := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.StatusCode < 200
+	var zw *gzip.Writer
+	if s.cfg.Gzip && !noBody && gzipProxied(r, resp) {
+		delete(h, "Content-Length")
+		h["Content-Encoding"] = hdrGzip
+		h["Vary"] = append(h["Vary"], "Accept-Encoding")
+		if et := h["Etag"]; len(et) == 1 && !strings.HasPrefix(et[0], "W/") {
+			h["Etag"] = []string{"W/" + et[0]} // no longer the same bytes
+		}
+		zw = gzipPool.Get().(*gzip.Writer)
+		zw.Reset(w)
+	}
 	w.WriteHeader(resp.StatusCode)
-	if r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.StatusCode < 200 {
+	if noBody {
 		s.release(c, resp, true)
 		return
 	}
-	ok := s.copyBody(w, resp)
+	ok := s.copyBody(w, resp, zw)
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			ok = false
+		}
+		zw.Reset(io.Discard)
+		gzipPool.Put(zw)
+	}
 	if ok && len(resp.Trailer) > 0 {
 		for k, vv := range resp.Trailer {
 			h[http.TrailerPrefix+k] = vv
@@ -229,19 +249,26 @@ func (s *Server) release(c *upConn, resp *http.Response, complete bool) {
 // copyBody streams the response body; unknown-length bodies (chunked,
 // server-sent events) are flushed as they arrive. It reports whether the
 // body was read to its end.
-func (s *Server) copyBody(w *recorder, resp *http.Response) bool {
+func (s *Server) copyBody(w *recorder, resp *http.Response, zw *gzip.Writer) bool {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	flush := resp.ContentLength < 0
 	br := resp.Body
+	var dst io.Writer = w
+	if zw != nil {
+		dst = zw
+	}
 	for {
 		n, err := br.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return false
 			}
 			if flush {
+				if zw != nil {
+					_ = zw.Flush()
+				}
 				w.Flush()
 			}
 		}
@@ -252,6 +279,34 @@ func (s *Server) copyBody(w *recorder, resp *http.Response) bool {
 			return false
 		}
 	}
+}
+
+var gzipPool = sync.Pool{New: func() any {
+	// Level 1, as nginx's gzip_comp_level default: most of the gain for
+	// little CPU.
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}
+
+// gzipProxied decides whether to compress an upstream response: the client
+// accepts gzip, the upstream has not encoded it, the type compresses well
+// and it is not tiny or partial.
+func gzipProxied(r *http.Request, resp *http.Response) bool {
+	h := resp.Header
+	if resp.StatusCode != http.StatusOK || h["Content-Encoding"] != nil || h["Content-Range"] != nil ||
+		(resp.ContentLength >= 0 && resp.ContentLength < gzipMinSize) || !acceptsGzip(r) {
+		return false
+	}
+	ct := h["Content-Type"]
+	if len(ct) == 0 || !compressible(ct[0]) {
+		return false
+	}
+	for _, v := range h["Cache-Control"] {
+		if strings.Contains(v, "no-transform") {
+			return false
+		}
+	}
+	return true
 }
 
 // upstreamFailed answers 504 for timeouts and 502 for everything else.

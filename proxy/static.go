@@ -163,7 +163,7 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, fr *fileRoot
 		body = e.gz
 		h["Content-Encoding"] = hdrGzip
 	}
-	if e.compress && e.gz != nil {
+	if e.gz != nil {
 		h["Vary"] = hdrVaryAE
 	}
 	h["Content-Type"] = e.hdrType
