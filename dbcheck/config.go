@@ -14,11 +14,13 @@ type Config struct {
 	Port             int           `env:"PORT" envDefault:"3306" help:"database port"`
 	User             string        `env:"USER" help:"user the gate logs in as (the app's user)"`
 	Password         config.Secret `env:"PASSWORD" secret:"true" help:"that user's password (or MYSQL_PASSWORD_FILE)"`
+	PasswordFile     string        `env:"PASSWORD_FILE" help:"file holding the password (docker secrets), trimmed; the gate re-reads it at every check, so a rotated secret needs no restart"`
 	Database         string        `env:"DATABASE" help:"database that must exist and accept the user"`
 	TLS              string        `env:"TLS" envDefault:"false" help:"false, true (verify), skip-verify or preferred"`
 	TLSCAFile        string        `env:"TLS_CA_FILE" help:"PEM file of the CA that signed the server's certificate"`
 	WaitTimeout      time.Duration `env:"WAIT_TIMEOUT" envDefault:"60s" help:"how long the gate waits before the app starts; 0 = forever"`
-	CheckInterval    time.Duration `env:"CHECK_INTERVAL" envDefault:"5s" help:"period of the ongoing check once running"`
+	CheckInterval    time.Duration `env:"CHECK_INTERVAL" envDefault:"5s" help:"period of the ongoing check once running; also the cap of the gate's retry backoff"`
+	CheckTimeout     time.Duration `env:"CHECK_TIMEOUT" envDefault:"5s" help:"time one check (connect, log in, SELECT 1) may take before it counts as a timeout"`
 	AffectsReadiness bool          `env:"AFFECTS_READINESS" envDefault:"true" help:"while the database is down, /readyz answers not ready"`
 }
 
@@ -47,6 +49,18 @@ func (c Config) Validate() config.Problems {
 	}
 	if c.CheckInterval <= 0 {
 		ps.Add("CHECK_INTERVAL", c.CheckInterval.String(), "a positive duration such as 5s")
+	}
+	if c.CheckTimeout <= 0 {
+		ps.Add("CHECK_TIMEOUT", c.CheckTimeout.String(), "a positive duration such as 5s")
+	}
+	if c.TLSCAFile != "" {
+		if c.TLS != "true" {
+			// skip-verify and preferred do not verify, false does not encrypt:
+			// a CA given with them would silently be ignored.
+			ps.Add("TLS_CA_FILE", c.TLSCAFile, "set only with MYSQL_TLS=true, the one mode that verifies the server")
+		} else if _, err := loadCAPool(c.TLSCAFile); err != nil {
+			ps.Add("TLS_CA_FILE", c.TLSCAFile, "a readable PEM file with at least one CA certificate: "+err.Error())
+		}
 	}
 	return ps
 }
