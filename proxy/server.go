@@ -248,6 +248,12 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	s.startedAt.CompareAndSwap(0, time.Now().UnixNano())
 	errc := make(chan error, 2)
+	if tlsLn != nil {
+		// The redirect names the port actually bound (PROXY_TLS_LISTEN may say :0).
+		if _, port, err := net.SplitHostPort(tlsLn.Addr().String()); err == nil {
+			s.tlsPort = port
+		}
+	}
 	var handler http.Handler = s
 	if s.cfg.TLSRedirect && tlsLn != nil {
 		handler = http.HandlerFunc(s.redirectTLS)
@@ -259,9 +265,6 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	go func() { errc <- plain.Serve(ln) }()
 	n := 1
 	if tlsLn != nil {
-		if _, port, err := net.SplitHostPort(tlsLn.Addr().String()); err == nil {
-			s.tlsPort = port
-		}
 		ts := s.newHTTPServer(s)
 		ts.TLSConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
