@@ -252,6 +252,9 @@ func (g *Gate) logTransition(tr transition) {
 	switch {
 	case tr.from == StateUp && tr.to == StateDown:
 		ev := g.log.Error().Str("reason", tr.err.Reason.Words()).Str("error", tr.err.Detail)
+		if h := tr.err.Reason.hint(); h != "" {
+			ev = ev.Str("hint", h)
+		}
 		if g.cfg.AffectsReadiness {
 			ev = ev.Str("readiness", "not ready until the database is back")
 		}
@@ -273,13 +276,17 @@ func (g *Gate) Check() error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	switch {
-	case g.state == StateUp:
-		return nil
-	case g.lastErr == nil:
-		return fmt.Errorf("database %s: %w", g.state, &CheckError{Reason: reasonNotYetChecked})
+	last := g.lastErr
+	if last == nil {
+		last = &CheckError{Reason: reasonNotYetChecked}
 	}
-	return fmt.Errorf("database %s: %w", g.state, g.lastErr)
+	switch g.state {
+	case StateUp:
+		return nil
+	case StateWaiting:
+		return fmt.Errorf("database not ready yet: %w", last)
+	}
+	return fmt.Errorf("database down since %s: %w", g.since.UTC().Format(time.RFC3339), last)
 }
 
 // Status is the gate's part of /status.
