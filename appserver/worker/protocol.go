@@ -1,0 +1,38 @@
+package worker
+
+// The worker protocol, shared by the master (package appserver) and this
+// package. A worker inherits the app socket as fd 3 (systemd socket
+// activation: LISTEN_FDS=1, LISTEN_PID=its own pid, LISTEN_FDNAMES=app) and,
+// optionally, the write end of a heartbeat pipe as fd 4.
+//
+// The heartbeat pipe carries text lines. Any byte at all counts as a sign of
+// life, so a worker in any language may simply write "\n" now and then. The Go
+// side also writes:
+//
+//	ready                                   once, when it accepts on fd 3
+//	beat SERVED INFLIGHT [AGE_MS METHOD URI] every interval; the oldest request in flight, if any
+//	retire SERVED                           once, when it reached its max-requests limit
+//
+// After "retire" the worker keeps serving until the master, having started
+// its replacement, sends SIGTERM.
+const (
+	EnvListenFDs       = "LISTEN_FDS"
+	EnvListenPID       = "LISTEN_PID"
+	EnvListenFDNames   = "LISTEN_FDNAMES"
+	EnvWorkerID        = "ONEBOX_WORKER_ID"
+	EnvHeartbeatFD     = "ONEBOX_HEARTBEAT_FD"
+	EnvTimeout         = "ONEBOX_TIMEOUT"          // Go duration: heartbeat timeout the master applies
+	EnvGracefulTimeout = "ONEBOX_GRACEFUL_TIMEOUT" // Go duration: drain budget on TERM/QUIT
+	EnvMaxRequests     = "ONEBOX_MAX_REQUESTS"     // retire after this many requests; 0 = never
+	EnvMaxJitter       = "ONEBOX_MAX_REQUESTS_JITTER"
+	EnvPort            = "PORT" // the plain TCP port when run alone, without onebox
+
+	// ListenFD is the first inherited socket (SD_LISTEN_FDS_START).
+	ListenFD = 3
+	// HeartbeatFD is the heartbeat pipe's write end.
+	HeartbeatFD = 4
+
+	MsgReady  = "ready"
+	MsgBeat   = "beat"
+	MsgRetire = "retire"
+)

@@ -1,0 +1,302 @@
+// Package worker is the Go side of the onebox worker protocol: one call,
+// Serve, turns an http.Handler into a pool worker.
+//
+// Under onebox, Serve accepts on the inherited app socket (fd 3), writes a
+// heartbeat on fd 4, counts requests and asks the master to retire it at its
+// max-requests limit, and drains on SIGTERM or SIGQUIT within the graceful
+// timeout. Run alone (no LISTEN_FDS), it listens on :$PORT (default 8000), so
+// the same binary works for development.
+//
+// This package reads the environment: it is the worker process's side of a
+// protocol whose carrier is the environment (see protocol.go).
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Options configures Serve. FromEnv fills it from the worker protocol's
+// environment; tests and unusual programs may build it by hand.
+type Options struct {
+	// Listener is the socket to accept on. Required.
+	Listener net.Listener
+	// Heartbeat receives protocol lines (ready, beat, retire); nil means no
+	// master is listening, and a worker at its limit drains by itself.
+	Heartbeat io.Writer
+	// Interval is the heartbeat period; zero means one second.
+	Interval time.Duration
+	// MaxRequests is the number of requests after which the worker retires;
+	// zero means never. Jitter is already applied (see Limit).
+	MaxRequests int64
+	// GracefulTimeout bounds the drain on SIGTERM/SIGQUIT; zero means 30s.
+	GracefulTimeout time.Duration
+	// Signals delivers the stop signals; nil means SIGTERM, SIGQUIT and
+	// SIGINT through signal.Notify.
+	Signals <-chan os.Signal
+}
+
+// Serve serves h as a onebox worker, configured by the environment (see
+// FromEnv), until a stop signal has drained it; it returns nil after a clean
+// drain.
+func Serve(h http.Handler) error {
+	o, err := FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	// Children of the app must not believe the socket is theirs, as
+	// sd_listen_fds(1) does.
+	for _, k := range []string{EnvListenFDs, EnvListenPID, EnvListenFDNames, EnvHeartbeatFD} {
+		_ = os.Unsetenv(k)
+	}
+	return o.Serve(h)
+}
+
+// FromEnv reads the worker protocol's variables through getenv: the socket
+// from LISTEN_FDS (fd 3, only when LISTEN_PID is unset or this process), else
+// :PORT (default 8000); the heartbeat fd; ONEBOX_TIMEOUT (beat period = a
+// quarter of it, at most 1s); ONEBOX_GRACEFUL_TIMEOUT; ONEBOX_MAX_REQUESTS and
+// its jitter.
+func FromEnv(getenv func(string) string) (Options, error) {
+	var o Options
+	var errs []error
+	dur := func(name string, def time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 30s", name, v))
+			return def
+		}
+		return d
+	}
+	num := func(name string) int64 {
+		v := getenv(name)
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want 0 or a positive number", name, v))
+			return 0
+		}
+		return n
+	}
+	timeout := dur(EnvTimeout, 4*time.Second)
+	o.Interval = min(max(timeout/4, 10*time.Millisecond), time.Second)
+	o.GracefulTimeout = dur(EnvGracefulTimeout, 30*time.Second)
+	o.MaxRequests = Limit(num(EnvMaxRequests), num(EnvMaxJitter), rand.Int64N)
+	var hbFD int64
+	if v := getenv(EnvHeartbeatFD); v != "" {
+		hbFD = num(EnvHeartbeatFD)
+		if hbFD < 3 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a descriptor number above 2", EnvHeartbeatFD, v))
+		}
+	}
+	if len(errs) > 0 {
+		return o, errors.Join(errs...)
+	}
+
+	if fds := getenv(EnvListenFDs); fds != "" {
+		if n, err := strconv.Atoi(fds); err != nil || n < 1 {
+			return o, fmt.Errorf("%s=%q: want 1 or more inherited sockets", EnvListenFDs, fds)
+		}
+		if pid := getenv(EnvListenPID); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+			return o, fmt.Errorf("%s=%s is not this process (%d): the sockets are meant for another process", EnvListenPID, pid, os.Getpid())
+		}
+		f := os.NewFile(ListenFD, "onebox-app-socket")
+		l, err := net.FileListener(f)
+		// FileListener holds its own duplicate.
+		_ = f.Close()
+		if err != nil {
+			return o, fmt.Errorf("use inherited socket fd %d: %w", ListenFD, err)
+		}
+		o.Listener = l
+	} else {
+		port := getenv(EnvPort)
+		if port == "" {
+			port = "8000"
+		}
+		l, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			return o, fmt.Errorf("listen on port %s: %w", port, err)
+		}
+		o.Listener = l
+	}
+	if hbFD > 0 {
+		o.Heartbeat = os.NewFile(uintptr(hbFD), "onebox-heartbeat")
+	}
+	return o, nil
+}
+
+// Limit returns the max-requests limit with jitter applied: max plus a
+// random number in [0, jitter], using randN (rand.Int64N in production);
+// zero when max is zero (never retire).
+func Limit(max, jitter int64, randN func(int64) int64) int64 {
+	if max <= 0 {
+		return 0
+	}
+	if jitter > 0 {
+		max += randN(jitter + 1)
+	}
+	return max
+}
+
+// Serve serves h on o.Listener until a stop signal, then drains within
+// o.GracefulTimeout. It returns nil after a clean drain.
+func (o Options) Serve(h http.Handler) error {
+	if o.Listener == nil {
+		return errors.New("serve: no listener")
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.GracefulTimeout <= 0 {
+		o.GracefulTimeout = 30 * time.Second
+	}
+	sigs := o.Signals
+	if sigs == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGINT)
+		defer signal.Stop(c)
+		sigs = c
+	}
+
+	c := &counter{h: h, limit: o.MaxRequests, atLimit: make(chan struct{}), inflight: make(map[uint64]*request)}
+	srv := &http.Server{
+		Handler: c,
+		// Slow clients are the proxy's business; this only stops a
+		// connection that never sends a request head from pinning a
+		// goroutine for ever.
+		ReadHeaderTimeout: time.Minute,
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(o.Listener) }()
+
+	stopBeat := make(chan struct{})
+	beatDone := make(chan struct{})
+	retire := c.atLimit
+	if o.Heartbeat != nil {
+		go func() { defer close(beatDone); c.heartbeat(o.Heartbeat, o.Interval, stopBeat) }()
+		// With a master, reaching the limit only asks for retirement:
+		// the master starts the replacement first, then sends TERM.
+		retire = nil
+	} else {
+		close(beatDone)
+	}
+
+	select {
+	case err := <-served:
+		close(stopBeat)
+		<-beatDone
+		return fmt.Errorf("serve: %w", err)
+	case <-sigs:
+	case <-retire:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.GracefulTimeout)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	// Beat until the drain ends, so the master never mistakes a long drain
+	// for a hang.
+	close(stopBeat)
+	<-beatDone
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("drain within %s: %w", o.GracefulTimeout, err)
+	}
+	return nil
+}
+
+// counter wraps the handler: it counts requests, tracks those in flight for
+// the heartbeat, and notices the max-requests limit.
+type counter struct {
+	h       http.Handler
+	limit   int64
+	served  atomic.Int64
+	atLimit chan struct{} // closed when served reaches limit
+
+	mu       sync.Mutex
+	next     uint64
+	inflight map[uint64]*request
+}
+
+type request struct {
+	start  time.Time
+	method string
+	uri    string
+}
+
+func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if n := c.served.Add(1); n == c.limit {
+		close(c.atLimit)
+	}
+	c.mu.Lock()
+	c.next++
+	id := c.next
+	c.inflight[id] = &request{start: time.Now(), method: r.Method, uri: r.RequestURI}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inflight, id)
+		c.mu.Unlock()
+	}()
+	c.h.ServeHTTP(w, r)
+}
+
+// beat formats one beat line: served, in flight, and the oldest request.
+func (c *counter) beat(now time.Time) string {
+	c.mu.Lock()
+	var oldest *request
+	for _, r := range c.inflight {
+		if oldest == nil || r.start.Before(oldest.start) {
+			oldest = r
+		}
+	}
+	n := len(c.inflight)
+	var tail string
+	if oldest != nil {
+		uri := oldest.uri
+		if len(uri) > 200 {
+			uri = uri[:200]
+		}
+		tail = fmt.Sprintf(" %d %s %s", now.Sub(oldest.start).Milliseconds(), oldest.method, strings.ReplaceAll(uri, " ", "%20"))
+	}
+	c.mu.Unlock()
+	return fmt.Sprintf("%s %d %d%s\n", MsgBeat, c.served.Load(), n, tail)
+}
+
+func (c *counter) heartbeat(w io.Writer, interval time.Duration, stop <-chan struct{}) {
+	// Write errors are ignored: a master that is gone cannot be told, and
+	// the parent-death signal ends this process anyway.
+	_, _ = io.WriteString(w, MsgReady+"\n")
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	atLimit := c.atLimit
+	for {
+		select {
+		case <-stop:
+			return
+		case <-atLimit:
+			atLimit = nil
+			_, _ = fmt.Fprintf(w, "%s %d\n", MsgRetire, c.served.Load())
+		case now := <-t.C:
+			_, _ = io.WriteString(w, c.beat(now))
+		}
+	}
+}
