@@ -1,6 +1,7 @@
 package dbcheck
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"errors"
@@ -106,6 +107,7 @@ func TestGateGivesUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each case waits out its timeout; they share only the server
 			cfg := serverConfig(s)
 			cfg.WaitTimeout = time.Second
 			tt.change(&cfg)
@@ -291,6 +293,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			cfg := serverConfig(s)
 			cfg.TLS, cfg.TLSCAFile, cfg.Host = tt.tls, tt.ca, tt.host
 			cfg.WaitTimeout = time.Second
@@ -344,5 +347,30 @@ func TestStopDuringGate(t *testing.T) {
 	h.cancel()
 	if err := h.result(t, time.Second); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+}
+
+// BenchmarkProbe measures one check against a local server: a new
+// connection, the login and SELECT 1, over TCP and over TLS.
+func BenchmarkProbe(b *testing.B) {
+	s := testmariadb.Start(b, testmariadb.WithTLS())
+	for _, mode := range []string{"false", "true"} {
+		b.Run("tls="+mode, func(b *testing.B) {
+			cfg := serverConfig(s)
+			cfg.TLS = mode
+			if mode == "true" {
+				cfg.TLSCAFile = s.CAFile
+			}
+			g, err := New(cfg, Deps{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := g.probe(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
