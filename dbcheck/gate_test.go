@@ -3,15 +3,12 @@ package dbcheck
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	_ "github.com/go-sql-driver/mysql"
 
 	"onebox/config"
 	"onebox/internal/testmariadb"
@@ -82,14 +79,7 @@ func TestGateGivesUp(t *testing.T) {
 	s := testmariadb.Start(t)
 	wrong := "wrong-" + rand.Text()
 	// The server says "unknown database" only to a user who may use it.
-	root, err := sql.Open("mysql", s.RootDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	if _, err := root.Exec("GRANT ALL ON `granted_but_missing`.* TO '" + s.User + "'@'%'"); err != nil {
-		t.Fatal(err)
-	}
+	s.RootExec("GRANT ALL ON `granted_but_missing`.* TO '" + s.User + "'@'%'")
 	tests := []struct {
 		name       string
 		change     func(*Config)
@@ -244,14 +234,7 @@ func TestPasswordFile(t *testing.T) {
 
 	// Rotate: the server's password changes, the file does not yet.
 	newPassword := "rotated-" + rand.Text()
-	root, err := sql.Open("mysql", s.RootDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	if _, err := root.Exec("ALTER USER '" + s.User + "'@'%' IDENTIFIED BY '" + newPassword + "'"); err != nil {
-		t.Fatal(err)
-	}
+	s.RootExec("ALTER USER '" + s.User + "'@'%' IDENTIFIED BY '" + newPassword + "'")
 	poll(t, 10*time.Second, "down with the old password", func() bool { return h.g.Check() != nil })
 	if st := h.status(); st.Reason != "access denied" {
 		t.Fatalf("reason = %q, want access denied", st.Reason)
@@ -269,14 +252,7 @@ func TestPasswordFile(t *testing.T) {
 // gate that passes has really encrypted.
 func TestTLS(t *testing.T) {
 	s := testmariadb.Start(t, testmariadb.WithTLS())
-	root, err := sql.Open("mysql", s.RootDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	if _, err := root.Exec("ALTER USER '" + s.User + "'@'%' REQUIRE SSL"); err != nil {
-		t.Fatal(err)
-	}
+	s.RootExec("ALTER USER '" + s.User + "'@'%' REQUIRE SSL")
 	tests := []struct {
 		name string
 		tls  string

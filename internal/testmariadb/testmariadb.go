@@ -12,6 +12,14 @@
 // root; test processes of several packages take turns through a file lock)
 // and fails the test with a clear message when it cannot: it never skips.
 //
+// Typical use:
+//
+//	s := testmariadb.Start(t, testmariadb.WithDatabase("guestbook"))
+//	db, err := sql.Open("mysql", s.DSN())   // the app's user and database
+//	s.RootExec("ALTER USER 'app'@'%' REQUIRE SSL") // as root
+//	s.Stop()  // the database goes away …
+//	s.Start() // … and comes back on the same port with the same data
+//
 // # Processes and the reaper
 //
 // mariadbd is a child of the test process, started with exec.Cmd and waited
@@ -252,6 +260,20 @@ func (s *Server) Start() {
 	s.t.Helper()
 	if err := s.start(); err != nil {
 		s.t.Fatalf("testmariadb: %v", err)
+	}
+}
+
+// RootExec runs one statement as root, failing the test on error; for
+// schema, grants and other set-up the app's user may not do.
+func (s *Server) RootExec(query string, args ...any) {
+	s.t.Helper()
+	db, err := sql.Open("mysql", s.RootDSN)
+	if err != nil {
+		s.t.Fatalf("testmariadb: %v", err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(query, args...); err != nil {
+		s.t.Fatalf("testmariadb: %s: %v", query, err)
 	}
 }
 

@@ -37,13 +37,9 @@ func TestStopStart(t *testing.T) {
 	}
 	db := open(t, s.DSN())
 	db.SetMaxIdleConns(0) // every query dials, so the restart is seen
-	for _, q := range []string{
-		"CREATE TABLE notes (id INT PRIMARY KEY, body TEXT)",
-		"INSERT INTO notes VALUES (1, 'kept')",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+	s.RootExec("CREATE TABLE guestbook.notes (id INT PRIMARY KEY, body TEXT)")
+	if _, err := db.Exec("INSERT INTO notes VALUES (1, 'kept')"); err != nil {
+		t.Fatalf("insert as the user: %v", err)
 	}
 	port := s.Port
 
