@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests build the real onebox binary and run it, as PID 1 of a fresh
+// pid namespace where it matters (tests run as root on the test machines).
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func onebox(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "onebox-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "onebox")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestBinaryCheckNamesEveryVariable(t *testing.T) {
+	cmd := exec.Command(onebox(t), "check")
+	cmd.Env = []string{"ONEBOX_SHUTDOWN_TIMEOUT=banana", "ONEBOX_LOG_LEVLE=debug", "PROXY_ROOT=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("onebox check: %v, want exit 1\n%s", err, out)
+	}
+	for _, want := range []string{"ONEBOX_SHUTDOWN_TIMEOUT", "banana", "ONEBOX_LOG_LEVLE", "did you mean ONEBOX_LOG_LEVEL?"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBinaryRefusesBadEnvironmentAtStart(t *testing.T) {
+	cmd := exec.Command(onebox(t))
+	cmd.Env = []string{"APP_WORKERS=-1", "PROXY_ROOT=" + t.TempDir(), "APP_COMMAND=true"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitConfig {
+		t.Fatalf("onebox with APP_WORKERS=-1: %v, want exit %d\n%s", err, exitConfig, out)
+	}
+	if !strings.Contains(string(out), "APP_WORKERS") {
+		t.Fatalf("the log does not name APP_WORKERS:\n%s", out)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestBinaryAsPID1 runs the whole box as PID 1: a python worker pool behind
+// the proxy, static files, a prestart command that leaves 200 orphans, the
+// control commands against the running box, and a clean TERM.
+func TestBinaryAsPID1(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatalf("python3 is needed for the non-Go worker: %v", err)
+	}
+	worker, _ := filepath.Abs("testdata/worker.py")
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte("<h1>static</h1>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen, admin := freePort(t), freePort(t)
+	env := append(os.Environ(),
+		"PROXY_LISTEN="+listen,
+		"ONEBOX_ADMIN_LISTEN="+admin,
+		"PROXY_ROOT="+root,
+		"PROXY_ACCESS_LOG=off",
+		"APP_COMMAND=python3 "+worker,
+		"APP_BIND=unix:"+filepath.Join(t.TempDir(), "app.sock"),
+		"APP_WORKERS=2",
+		// Leaves 200 orphans: they are re-parented to PID 1, which must reap them.
+		`APP_PRESTART=sh -c 'i=0; while [ $i -lt 200 ]; do sleep 0.2 & i=$((i+1)); done'`,
+	)
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", onebox(t))
+	cmd.Env = env
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	var logMu sync.Mutex
+	var logs []string
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		closed := false
+		for sc.Scan() {
+			logMu.Lock()
+			logs = append(logs, sc.Text())
+			logMu.Unlock()
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["message"] == "onebox is ready" && !closed {
+				close(ready)
+				closed = true
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("onebox log:\n%s", strings.Join(logs, "\n"))
+			logMu.Unlock()
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("onebox exited before ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not ready within 30s")
+	}
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + listen + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/"); code != 200 || body != "<h1>static</h1>\n" {
+		t.Errorf("GET / = %d %q, want the static index", code, body)
+	}
+	if code, body := get("/api/hello"); code != 200 || !strings.Contains(body, "python worker") || !strings.Contains(body, "/api/hello") {
+		t.Errorf("GET /api/hello = %d %q, want the python worker's answer", code, body)
+	}
+
+	ctl := func(args ...string) (int, string) {
+		c := exec.Command(onebox(t), args...)
+		c.Env = []string{"ONEBOX_ADMIN_LISTEN=" + admin}
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := ctl("health"); code != 0 {
+		t.Errorf("onebox health = %d %s, want 0", code, out)
+	}
+	if code, out := ctl("scale", "+1"); code != 0 || !strings.Contains(out, "3") {
+		t.Errorf("onebox scale +1 = %d %s, want 0 and 3 workers", code, out)
+	}
+
+	// Every orphan is reaped: /status counts them, /proc shows no zombie.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out := ctl("status", "--json")
+		var st struct {
+			Orphans int `json:"orphans_reaped"`
+		}
+		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Orphans >= 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orphans not reaped within 20s: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond) // polling an observable count
+	}
+	pid1 := childOf(t, cmd.Process.Pid)
+	if zs := zombiesOf(pid1); len(zs) > 0 {
+		t.Errorf("zombies under PID 1: %v", zs)
+	}
+
+	start := time.Now()
+	if err := syscall.Kill(pid1, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after TERM: %v, want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running 15s after TERM")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("TERM to exit took %s, want well inside the 9s budget", took)
+	}
+}
+
+// childOf returns the first child of pid (unshare's forked PID 1).
+func childOf(t *testing.T, pid int) int {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	f := strings.Fields(string(raw))
+	if err != nil || len(f) == 0 {
+		t.Fatalf("no child of unshare: %v", err)
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
+}
+
+// zombiesOf lists zombie children of pid, read from /proc.
+func zombiesOf(pid int) []int {
+	var zs []int
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		s := string(raw)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 && f[0] == "Z" {
+			if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+				p, _ := strconv.Atoi(strings.Fields(s)[0])
+				zs = append(zs, p)
+			}
+		}
+	}
+	return zs
+}
