@@ -1,0 +1,428 @@
+// Package appserver is the pre-fork worker pool: the master binds the app
+// socket (APP_BIND), starts APP_WORKERS processes of APP_COMMAND that accept
+// on it as fd 3 (the worker protocol of appserver/worker), watches their
+// heartbeats and exits, recycles, reloads and scales them.
+//
+// The master is one loop (as gunicorn's arbiter): process exits, heartbeat
+// events and control requests arrive on channels, and after each the loop
+// kills hung workers, then brings the count to the target.
+package appserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// StartFunc starts a process and reports its exit status once on the
+// channel; it is the supervisor's reaper, the only waiter for children.
+type StartFunc func(*exec.Cmd) (pid int, exited <-chan syscall.WaitStatus, err error)
+
+// Deps are the master's collaborators.
+type Deps struct {
+	// Log carries component=appserver.
+	Log zerolog.Logger
+	// WorkerLog logs worker output and should carry component=worker; nil
+	// means Log with component=worker added.
+	WorkerLog *zerolog.Logger
+	// Metrics registers the pool's series; nil registers nothing.
+	Metrics prometheus.Registerer
+	// Start starts and reaps processes. Required.
+	Start StartFunc
+	// ShutdownTimeout is the supervisor's stop budget; a worker's drain is
+	// clamped to it. Zero means APP_GRACEFUL_TIMEOUT alone.
+	ShutdownTimeout time.Duration
+	// Shim is the argv prefix that sets LISTEN_PID to its own pid and execs
+	// the rest ([onebox, ShimArg]); nil starts the command directly, without
+	// LISTEN_PID.
+	Shim []string
+	// CPUs is the CPU limit for the default worker count; 0 detects it from
+	// the cgroup.
+	CPUs float64
+}
+
+// Master is the pool: a supervisor component (Run, Ready, Reload, Scale,
+// Status).
+type Master struct {
+	cfg      Config
+	deps     Deps
+	log      zerolog.Logger
+	wlog     zerolog.Logger
+	met      *metrics
+	argv     []string
+	prestart []string
+	drain    time.Duration // a worker's drain budget
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	reqs      chan func()
+	events    chan event
+	exits     chan exitEvent
+	done      chan struct{} // closed when Run has returned
+	out       *output
+
+	// Tunables, fixed in production, shortened by tests.
+	bootWindow      time.Duration // a worker silent on fd 4 counts as booted after living this long
+	abortGrace      time.Duration // SIGABRT to SIGKILL
+	tick            time.Duration // loop period
+	maxBootFailures int           // consecutive boot failures that halt the pool
+	reloadTimeout   time.Duration // a new generation must boot within this
+
+	// Owned by the loop.
+	lf           *os.File
+	network      string
+	addr         string
+	workers      map[int]*proc // by pid
+	target       int
+	gen          int
+	nextID       int
+	reload       *reloadOp
+	queued       []chan error // reloads asked for while one runs
+	crashes      int
+	lastCrash    time.Time
+	nextSpawn    time.Time
+	bootFailures int
+	halt         error
+
+	mu          sync.Mutex // guards snap and snapWorkers
+	snap        Status
+	snapWorkers []snapWorker
+}
+
+// New checks the configuration and prepares a pool; Run starts it.
+func New(cfg Config, deps Deps) (*Master, error) {
+	if err := cfg.Validate().Prefixed("APP_").Err(); err != nil {
+		return nil, err
+	}
+	if !cfg.Enabled() {
+		return nil, errors.New("new pool: APP_COMMAND is empty")
+	}
+	if deps.Start == nil {
+		return nil, errors.New("new pool: no process starter")
+	}
+	argv, _ := SplitCommand(cfg.Command)
+	m := &Master{
+		cfg: cfg, deps: deps, log: deps.Log, argv: argv,
+		ready:           make(chan struct{}),
+		reqs:            make(chan func()),
+		events:          make(chan event, 256),
+		exits:           make(chan exitEvent, 64),
+		done:            make(chan struct{}),
+		bootWindow:      time.Second,
+		abortGrace:      time.Second,
+		tick:            50 * time.Millisecond,
+		maxBootFailures: 5,
+		reloadTimeout:   time.Minute,
+		workers:         make(map[int]*proc),
+		drain:           cfg.GracefulTimeout,
+	}
+	if cfg.Prestart != "" {
+		m.prestart, _ = SplitCommand(cfg.Prestart)
+	}
+	if deps.ShutdownTimeout > 0 && deps.ShutdownTimeout < m.drain {
+		m.drain = deps.ShutdownTimeout
+	}
+	if deps.WorkerLog != nil {
+		m.wlog = *deps.WorkerLog
+	} else {
+		m.wlog = deps.Log.With().Str("component", "worker").Logger()
+	}
+	met, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("register pool metrics: %w", err)
+	}
+	m.met = met
+
+	switch {
+	case cfg.Workers > 0:
+		m.target = cfg.Workers
+		m.log.Info().Int("workers", m.target).Msg("worker count from APP_WORKERS")
+	default:
+		cpus, src := deps.CPUs, "given"
+		if cpus <= 0 {
+			cpus, src = cpuLimit("/")
+		}
+		m.target = defaultWorkers(cpus, cfg.MaxWorkers)
+		m.log.Info().Int("workers", m.target).Float64("cpus", cpus).Str("cpu_source", src).
+			Int("max_workers", cfg.MaxWorkers).Msg("worker count = 2 x CPU limit + 1, capped by APP_MAX_WORKERS")
+	}
+	m.met.target.Set(float64(m.target))
+	m.network, m.addr = "tcp", cfg.Bind
+	if p, ok := strings.CutPrefix(cfg.Bind, "unix:"); ok {
+		m.network, m.addr = "unix", p
+	}
+	m.snap = Status{Command: cfg.Command, Bind: cfg.Bind, Target: m.target}
+	return m, nil
+}
+
+// Ready is closed once the first generation accepts connections.
+func (m *Master) Ready() <-chan struct{} { return m.ready }
+
+// BootError is the pool's halt: a worker died while booting, repeatedly or
+// with gunicorn's boot-error code 3. Its exit code is 3, like gunicorn's.
+type BootError struct {
+	Worker int
+	PID    int
+	Status string   // "exit 1", "killed by terminated"
+	Stderr []string // the worker's last stderr lines
+}
+
+func (e *BootError) Error() string {
+	return fmt.Sprintf("worker failed to boot: worker %d (pid %d) %s", e.Worker, e.PID, e.Status)
+}
+
+// ExitCode is gunicorn's WORKER_BOOT_ERROR.
+func (e *BootError) ExitCode() int { return 3 }
+
+// PrestartError is a failed APP_PRESTART; the container exits with its code.
+type PrestartError struct {
+	Code   int
+	Status string
+}
+
+func (e *PrestartError) Error() string { return "prestart command failed: " + e.Status }
+
+// ExitCode is the prestart command's own exit code (at least 1).
+func (e *PrestartError) ExitCode() int { return max(e.Code, 1) }
+
+// Run runs APP_PRESTART if set, binds the socket, starts the workers and
+// keeps them until ctx is cancelled; then it drains them and returns nil.
+func (m *Master) Run(ctx context.Context) error {
+	defer close(m.done)
+	m.out = newOutput(m.wlog, m.met)
+	defer m.out.close()
+	if len(m.prestart) > 0 {
+		if err := m.runPrestart(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	if err := m.bind(); err != nil {
+		return err
+	}
+	defer m.unbind()
+	m.log.Info().Str("bind", m.cfg.Bind).Int("workers", m.target).Strs("command", m.argv).Msg("pool starting")
+
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go m.probe(probeCtx)
+
+	tick := time.NewTicker(m.tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.shutdown()
+			return nil
+		case ev := <-m.exits:
+			m.onExit(ev)
+		case ev := <-m.events:
+			m.onEvent(ev)
+		case req := <-m.reqs:
+			req()
+		case <-tick.C:
+		}
+		now := time.Now()
+		m.murder(now)
+		m.manage(now)
+		m.publish(now)
+		if m.halt != nil {
+			m.shutdown()
+			return m.halt
+		}
+	}
+}
+
+// bind opens the app socket: for unix:, the directory is created and a
+// stale socket file removed, but a socket someone still answers on is left
+// alone.
+func (m *Master) bind() error {
+	if m.network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(m.addr), 0o755); err != nil {
+			return fmt.Errorf("create socket directory: %w", err)
+		}
+		if fi, err := os.Lstat(m.addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			if c, err := net.DialTimeout("unix", m.addr, 200*time.Millisecond); err == nil {
+				c.Close()
+				return fmt.Errorf("bind %s: another process is serving on it", m.cfg.Bind)
+			}
+			if err := os.Remove(m.addr); err != nil {
+				return fmt.Errorf("remove stale socket: %w", err)
+			}
+		}
+	}
+	l, err := net.Listen(m.network, m.addr)
+	if err != nil {
+		return fmt.Errorf("bind %s: %w", m.cfg.Bind, err)
+	}
+	if ul, ok := l.(*net.UnixListener); ok {
+		// The file is removed by unbind, after the workers are gone.
+		ul.SetUnlinkOnClose(false)
+	}
+	// The master never accepts: it keeps a plain descriptor to hand down,
+	// and the workers' accept queue lives in the kernel, so connections
+	// wait in it while one generation hands over to the next.
+	f, err := l.(interface{ File() (*os.File, error) }).File()
+	l.Close()
+	if err != nil {
+		return fmt.Errorf("bind %s: %w", m.cfg.Bind, err)
+	}
+	m.lf = f
+	defer func() {
+		m.mu.Lock()
+		m.snap.Bind = m.network + ":" + m.addr
+		if m.network == "tcp" {
+			m.snap.Bind = m.addr
+		}
+		m.mu.Unlock()
+	}()
+	if m.network == "tcp" {
+		// Probe the real port when the bind asked for port 0.
+		if sa, err := syscall.Getsockname(int(f.Fd())); err == nil {
+			if in, ok := sa.(*syscall.SockaddrInet4); ok {
+				host, _, _ := net.SplitHostPort(m.addr)
+				m.addr = net.JoinHostPort(host, strconv.Itoa(in.Port))
+			} else if in6, ok := sa.(*syscall.SockaddrInet6); ok {
+				host, _, _ := net.SplitHostPort(m.addr)
+				m.addr = net.JoinHostPort(host, strconv.Itoa(in6.Port))
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Master) unbind() {
+	if m.lf != nil {
+		m.lf.Close()
+	}
+	if m.network == "unix" {
+		_ = os.Remove(m.addr)
+	}
+}
+
+// Addr returns the bound address ("unix:/path" or host:port, with the real
+// port when the bind asked for port 0); valid once Ready is closed.
+func (m *Master) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap.Bind
+}
+
+// probe marks the pool ready once anything answers on the socket, for
+// workers that never write on fd 4 (gunicorn, uvicorn, a Node server): a
+// connection is accepted, not merely queued, when a response or a close
+// comes back. "OPTIONS *" asks the server about itself, not the app.
+func (m *Master) probe(ctx context.Context) {
+	dialAddr := m.addr
+	if m.network == "tcp" {
+		host, port, _ := net.SplitHostPort(m.addr)
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			dialAddr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.ready:
+			return
+		case <-t.C:
+		}
+		c, err := net.DialTimeout(m.network, dialAddr, 100*time.Millisecond)
+		if err != nil {
+			continue
+		}
+		_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.Write([]byte("OPTIONS * HTTP/1.0\r\n\r\n"))
+		var b [1]byte
+		n, err := c.Read(b[:])
+		c.Close()
+		var ne net.Error
+		if n > 0 || (err != nil && !(errors.As(err, &ne) && ne.Timeout())) {
+			select {
+			case m.events <- event{kind: evProbe}:
+			case <-ctx.Done():
+			}
+			return
+		}
+	}
+}
+
+func (m *Master) markReady() {
+	m.readyOnce.Do(func() {
+		close(m.ready)
+		m.log.Info().Msg("pool ready: workers accept connections")
+	})
+}
+
+// Reload starts a new generation of workers, waits until it has booted, then
+// drains the old one. When the new generation fails to boot it is stopped,
+// the old one keeps serving, and Reload returns the error.
+func (m *Master) Reload(ctx context.Context) error {
+	reply := make(chan error, 1)
+	if err := m.do(ctx, func() { m.startReload(reply) }); err != nil {
+		return err
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("reload: %w", ctx.Err())
+	case <-m.done:
+		return errors.New("reload: pool stopped")
+	}
+}
+
+// Scale sets the worker count (relative: adds n), never below 1, kept
+// across reloads; it returns the new count.
+func (m *Master) Scale(n int, relative bool) (int, error) {
+	var got int
+	err := m.do(context.Background(), func() {
+		t := n
+		if relative {
+			t = m.target + n
+		}
+		t = max(t, 1)
+		if t != m.target {
+			m.log.Info().Int("from", m.target).Int("to", t).Msg("scaling the pool")
+		}
+		m.target = t
+		m.met.target.Set(float64(t))
+		got = t
+	})
+	return got, err
+}
+
+// do runs f in the loop and waits for it.
+func (m *Master) do(ctx context.Context, f func()) error {
+	ran := make(chan struct{})
+	select {
+	case m.reqs <- func() { f(); close(ran) }:
+		<-ran
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.done:
+		return errors.New("pool is not running")
+	}
+}
+
+func exitStatus(ws syscall.WaitStatus) (string, int) {
+	if ws.Signaled() {
+		return "killed by " + ws.Signal().String(), 128 + int(ws.Signal())
+	}
+	return fmt.Sprintf("exit %d", ws.ExitStatus()), ws.ExitStatus()
+}

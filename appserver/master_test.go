@@ -1,0 +1,523 @@
+package appserver
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestPoolServesAndStops(t *testing.T) {
+	cfg := testConfig(t, goCommand("go"))
+	sock := strings.TrimPrefix(cfg.Bind, "unix:")
+	// A stale socket from a previous run is removed.
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	s := p.waitStatus("2 ready workers", func(s Status) bool { return len(readyPIDs(s)) == 2 })
+	c := unixClient(sock, 4)
+	seen := map[int]bool{}
+	for range 20 {
+		body, err := get(c, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(body)
+		if !readyPIDs(s)[pid] {
+			t.Fatalf("answer from pid %d, not a pool worker %v", pid, readyPIDs(s))
+		}
+		seen[pid] = true
+	}
+	if s.Target != 2 || s.Generation != 0 || !s.Ready {
+		t.Errorf("status %+v, want target 2, generation 0, ready", s)
+	}
+	p.waitStatus("request counts", func(s Status) bool {
+		var n int64
+		for _, w := range s.Workers {
+			if w.Requests != nil {
+				n += *w.Requests
+			}
+		}
+		return n == 20
+	})
+
+	if err := p.stop(); err != nil {
+		t.Fatalf("Run = %v, want nil after cancel", err)
+	}
+	for _, w := range s.Workers {
+		if err := syscall.Kill(w.PID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("worker pid %d still exists after stop", w.PID)
+		}
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left behind: %v", err)
+	}
+	if got := p.metric("onebox_app_worker_exits_total", "reason", "stop"); got != 2 {
+		t.Errorf("exits{reason=stop} = %v, want 2", got)
+	}
+}
+
+// A stdlib-only Python server on fd 3 is a valid worker: the protocol is
+// language-neutral, and a worker that never heartbeats is still ready.
+const pyWorker = `
+import os, socket, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        ok = os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1"
+        body = ("py %d %s" % (os.getpid(), "pid-ok" if ok else "pid-wrong")).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
+srv.socket.close()
+srv.socket = socket.socket(fileno=3)
+print("python worker", os.environ["ONEBOX_WORKER_ID"], flush=True)
+srv.serve_forever()
+`
+
+func TestPythonWorker(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 is required for the language-neutral worker test:", err)
+	}
+	script := filepath.Join(t.TempDir(), "worker.py")
+	if err := os.WriteFile(script, []byte(pyWorker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPool(t, testConfig(t, py+" "+script), nil)
+	p.waitReady()
+	c := unixClient(p.sock, 2)
+	body, err := get(c, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(body, "py ") || !strings.HasSuffix(body, " pid-ok") {
+		t.Fatalf("body %q, want py PID pid-ok", body)
+	}
+	p.waitStatus("python workers booted", func(s Status) bool { return len(readyPIDs(s)) == 2 })
+	if !strings.Contains(p.log.String(), `"message":"python worker 1"`) && !strings.Contains(p.log.String(), `"message":"python worker 2"`) {
+		t.Errorf("python stdout not logged:\n%s", tailOf(p.log.String(), 20))
+	}
+}
+
+func TestBootFailureHalts(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     int
+		failures int // boot failures before the halt
+	}{
+		{"exit 3 halts at once", 3, 1},
+		{"exit 1 halts when repeated", 1, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, goCommand("bootfail", strconv.Itoa(tt.code)))
+			cfg.Workers = 1
+			p := startPool(t, cfg, func(m *Master) { m.maxBootFailures = 3 })
+			var err error
+			select {
+			case err = <-p.err:
+				p.err <- err
+			case <-time.After(15 * time.Second):
+				t.Fatal("pool did not halt")
+			}
+			var be *BootError
+			if !errors.As(err, &be) {
+				t.Fatalf("Run = %v, want a *BootError", err)
+			}
+			var coder interface{ ExitCode() int }
+			if !errors.As(err, &coder) || coder.ExitCode() != 3 {
+				t.Errorf("exit code %v, want 3", coder)
+			}
+			if got := strings.Join(be.Stderr, "\n"); !strings.Contains(got, "fatal: database unreachable") {
+				t.Errorf("stderr tail %q lacks the worker's last line", got)
+			}
+			if be.Status != "exit "+strconv.Itoa(tt.code) {
+				t.Errorf("status %q, want exit %d", be.Status, tt.code)
+			}
+			if got := p.metric("onebox_app_worker_boot_failures_total"); got != float64(tt.failures) {
+				t.Errorf("boot failures = %v, want %d", got, tt.failures)
+			}
+			if !strings.Contains(p.log.String(), "worker failed to boot") {
+				t.Error(`no "worker failed to boot" log line`)
+			}
+			select {
+			case <-p.Ready():
+				t.Error("a pool that never booted reported ready")
+			default:
+			}
+		})
+	}
+}
+
+func TestWorkerOutputLogged(t *testing.T) {
+	cfg := testConfig(t, goCommand("go"))
+	cfg.Workers = 1
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	pid := p.waitStatus("a worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var plain, embedded bool
+	for _, l := range decodeLines(t, p.log.String()) {
+		if l["component"] != "worker" || l["pid"] != float64(pid) || l["worker"] != float64(1) {
+			continue
+		}
+		if l["message"] == "worker starting" && l["stream"] == "stdout" {
+			plain = true
+		}
+		if j, ok := l["json"].(map[string]any); ok && j["msg"] == "hello from json" && l["stream"] == "stderr" {
+			embedded = true
+		}
+	}
+	if !plain || !embedded {
+		t.Errorf("plain line logged: %v, JSON line embedded: %v; log:\n%s", plain, embedded, tailOf(p.log.String(), 20))
+	}
+}
+
+// gateWriter is a log consumer that can stop keeping up: while closed,
+// every write blocks until the test ends.
+type gateWriter struct {
+	closed  atomic.Bool
+	release chan struct{}
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	if g.closed.Load() {
+		<-g.release
+	}
+	return len(p), nil
+}
+
+func TestOutputFloodNeverBlocks(t *testing.T) {
+	cfg := testConfig(t, goCommand("flood"))
+	cfg.Workers = 1
+	gw := &gateWriter{release: make(chan struct{})}
+	p := startPool(t, cfg, func(m *Master) { m.wlog = zerolog.New(gw) })
+	defer close(gw.release)
+	p.waitReady()
+	// From now on the log blocks: the worker keeps writing, nobody reads.
+	gw.closed.Store(true)
+	c := unixClient(p.sock, 1)
+	for i := range 50 {
+		if _, err := get(c, "/"); err != nil {
+			t.Fatalf("request %d with a flooding worker and a blocked log: %v", i, err)
+		}
+	}
+	p.waitStatus("dropped lines", func(Status) bool { return p.out.dropped.Load() > 0 })
+}
+
+func TestDrainOnStop(t *testing.T) {
+	p := startPool(t, testConfig(t, goCommand("go")), nil)
+	p.waitReady()
+	c := unixClient(p.sock, 1)
+	res := make(chan error, 1)
+	go func() { _, err := get(c, "/slow?ms=700"); res <- err }()
+	p.waitStatus("a request in flight", func(s Status) bool {
+		for _, w := range s.Workers {
+			if w.InFlight != nil && *w.InFlight > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("in-flight request during stop: %v", err)
+	}
+}
+
+func TestPrestart(t *testing.T) {
+	tests := []struct {
+		name string
+		code int
+	}{
+		{"success starts the pool", 0},
+		{"failure stops with its code", 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := filepath.Join(t.TempDir(), "migrated")
+			cfg := testConfig(t, goCommand("go"))
+			cfg.Prestart = "'" + os.Args[0] + "' test-worker prestart " + marker + " " + strconv.Itoa(tt.code)
+			p := startPool(t, cfg, nil)
+			if tt.code == 0 {
+				p.waitReady()
+				if _, err := os.Stat(marker); err != nil {
+					t.Fatalf("prestart did not run before ready: %v", err)
+				}
+				return
+			}
+			var err error
+			select {
+			case err = <-p.err:
+				p.err <- err
+			case <-time.After(10 * time.Second):
+				t.Fatal("a failed prestart did not stop the pool")
+			}
+			var coder interface{ ExitCode() int }
+			if !errors.As(err, &coder) || coder.ExitCode() != tt.code {
+				t.Fatalf("Run = %v, want exit code %d", err, tt.code)
+			}
+			if !strings.Contains(p.log.String(), "migrating: 1 table") {
+				t.Error("prestart output not in the log")
+			}
+		})
+	}
+}
+
+func TestKillWorkerUnderLoad(t *testing.T) {
+	const conc = 4
+	p := startPool(t, testConfig(t, goCommand("go")), nil)
+	p.waitReady()
+	before := p.waitStatus("2 ready", func(s Status) bool { return len(readyPIDs(s)) == 2 })
+	ld := startLoad(p.sock, conc)
+	ld.until(t, 200)
+	victim := before.Workers[0].PID
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("a replacement", func(s Status) bool {
+		r := readyPIDs(s)
+		return len(r) == 2 && !r[victim]
+	})
+	ld.until(t, 200)
+	ok, fail, errs := ld.finish()
+	t.Logf("%d ok, %d failed %v", ok, fail, errs)
+	// Only the requests the killed worker had in flight may fail.
+	if fail > conc {
+		t.Errorf("%d failed requests, want at most %d (those in flight)", fail, conc)
+	}
+	if got := p.metric("onebox_app_worker_exits_total", "reason", "crash"); got != 1 {
+		t.Errorf("exits{reason=crash} = %v, want 1", got)
+	}
+}
+
+func TestHeartbeatTimeout(t *testing.T) {
+	tests := []struct {
+		name    string
+		path    string
+		request string // in the timeout log line
+		status  string // how the worker ended
+	}{
+		{"hung process", "/hang", "", "killed by killed"},
+		{"stuck request", "/slow?ms=10000", "GET /slow?ms=10000", "exit 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, goCommand("go"))
+			cfg.Workers = 1
+			cfg.Timeout = 600 * time.Millisecond
+			p := startPool(t, cfg, nil)
+			p.waitReady()
+			victim := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
+			c := unixClient(p.sock, 1)
+			go func() { _, _ = get(c, tt.path) }()
+			p.waitStatus("a replacement, the victim gone", func(s Status) bool {
+				return len(s.Workers) == 1 && len(readyPIDs(s)) == 1 && s.Workers[0].PID != victim
+			})
+			if _, err := get(unixClient(p.sock, 1), "/"); err != nil {
+				t.Fatalf("replacement does not serve: %v", err)
+			}
+			var timeoutLine, exitLine map[string]any
+			for _, l := range decodeLines(t, p.log.String()) {
+				if l["pid"] != float64(victim) {
+					continue
+				}
+				if msg, _ := l["message"].(string); strings.HasPrefix(msg, "worker timeout") {
+					timeoutLine = l
+				}
+				if l["message"] == "timed-out worker is gone; replacing it" {
+					exitLine = l
+				}
+			}
+			if timeoutLine == nil || exitLine == nil {
+				t.Fatalf("timeout logged: %v, exit logged: %v", timeoutLine, exitLine)
+			}
+			if tt.request != "" && timeoutLine["request"] != tt.request {
+				t.Errorf("timeout line names request %v, want %q", timeoutLine["request"], tt.request)
+			}
+			if exitLine["status"] != tt.status {
+				t.Errorf("worker ended with %v, want %s", exitLine["status"], tt.status)
+			}
+			if got := p.metric("onebox_app_worker_timeouts_total"); got != 1 {
+				t.Errorf("timeouts = %v, want 1", got)
+			}
+		})
+	}
+}
+
+func TestMaxRequestsRecycleUnderLoad(t *testing.T) {
+	cfg := testConfig(t, goCommand("go"))
+	cfg.MaxRequests = 100
+	cfg.MaxRequestsJitter = 20
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	ld := startLoad(p.sock, 4)
+	deadline := time.Now().Add(20 * time.Second)
+	for p.metric("onebox_app_worker_exits_total", "reason", "recycle") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 4 recycled workers in 20s")
+		}
+		ld.until(t, 50)
+	}
+	ok, fail, errs := ld.finish()
+	t.Logf("%d ok, %d failed %v, %v recycles", ok, fail, errs, p.metric("onebox_app_worker_recycles_total"))
+	if fail != 0 {
+		t.Errorf("%d failed requests during recycling, want 0: %v", fail, errs)
+	}
+	if got := p.metric("onebox_app_worker_exits_total", "reason", "crash"); got != 0 {
+		t.Errorf("%v crashes during recycling", got)
+	}
+}
+
+func TestReloadThreeTimesUnderLoad(t *testing.T) {
+	p := startPool(t, testConfig(t, goCommand("go")), nil)
+	p.waitReady()
+	first := readyPIDs(p.waitStatus("2 ready", func(s Status) bool { return len(readyPIDs(s)) == 2 }))
+	ld := startLoad(p.sock, 4)
+	ld.until(t, 100)
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := p.Reload(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("reload %d: %v", i+1, err)
+		}
+		ld.until(t, 100)
+	}
+	ok, fail, errs := ld.finish()
+	t.Logf("%d ok, %d failed %v", ok, fail, errs)
+	if fail != 0 {
+		t.Errorf("%d failed requests across 3 reloads, want 0: %v", fail, errs)
+	}
+	s := p.waitStatus("only generation 3", func(s Status) bool {
+		return len(s.Workers) == 2 && len(readyPIDs(s)) == 2 && s.Workers[0].Generation == 3 && s.Workers[1].Generation == 3
+	})
+	for pid := range readyPIDs(s) {
+		if first[pid] {
+			t.Errorf("pid %d of generation 0 still serving", pid)
+		}
+	}
+	if got := p.metric("onebox_app_reloads_total", "result", "ok"); got != 3 {
+		t.Errorf("reloads{ok} = %v, want 3", got)
+	}
+}
+
+func TestBrokenGenerationKeepsOld(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken")
+	p := startPool(t, testConfig(t, goCommand("go", broken)), nil)
+	p.waitReady()
+	old := readyPIDs(p.waitStatus("2 ready", func(s Status) bool { return len(readyPIDs(s)) == 2 }))
+	ld := startLoad(p.sock, 4)
+	ld.until(t, 100)
+	// A bad deploy: the new code fails to boot.
+	if err := os.WriteFile(broken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reload(context.Background()); err == nil {
+		t.Fatal("reload to a broken generation succeeded")
+	}
+	ld.until(t, 100)
+	s := p.waitStatus("the old generation alone", func(s Status) bool { return len(s.Workers) == 2 })
+	if got := readyPIDs(s); len(got) != 2 || !got[s.Workers[0].PID] || !old[s.Workers[0].PID] || !old[s.Workers[1].PID] {
+		t.Errorf("workers %v after a failed reload, want the old ones %v", s.Workers, old)
+	}
+	// Fixed, the next reload goes through.
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reload(context.Background()); err != nil {
+		t.Fatalf("reload after the fix: %v", err)
+	}
+	ld.until(t, 100)
+	ok, fail, errs := ld.finish()
+	t.Logf("%d ok, %d failed %v", ok, fail, errs)
+	if fail != 0 {
+		t.Errorf("%d failed requests, want 0: %v", fail, errs)
+	}
+	if p.metric("onebox_app_reloads_total", "result", "failed") != 1 {
+		t.Error("failed reload not counted")
+	}
+	select {
+	case err := <-p.err:
+		t.Fatalf("the pool halted on a broken generation: %v", err)
+	default:
+	}
+}
+
+func TestScale(t *testing.T) {
+	p := startPool(t, testConfig(t, goCommand("go")), nil)
+	p.waitReady()
+	steps := []struct {
+		n        int
+		relative bool
+		want     int
+	}{
+		{+1, true, 3}, // TTIN
+		{-1, true, 2}, // TTOU
+		{4, false, 4}, // onebox scale 4
+		{0, false, 1}, // never below 1
+		{-1, true, 1}, // still not
+		{+1, true, 2},
+	}
+	for _, st := range steps {
+		got, err := p.Scale(st.n, st.relative)
+		if err != nil || got != st.want {
+			t.Fatalf("Scale(%d, %v) = %d, %v; want %d", st.n, st.relative, got, err, st.want)
+		}
+		p.waitStatus(strconv.Itoa(st.want)+" workers", func(s Status) bool {
+			return len(s.Workers) == st.want && len(readyPIDs(s)) == st.want
+		})
+	}
+	// The count survives a reload (gunicorn forgets it).
+	if err := p.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("2 workers of generation 1", func(s Status) bool {
+		return len(s.Workers) == 2 && s.Generation == 1 && s.Workers[0].Generation == 1
+	})
+}
+
+func TestHTTPBindAndProbe(t *testing.T) {
+	cfg := testConfig(t, goCommand("go"))
+	cfg.Bind = "127.0.0.1:0"
+	cfg.Workers = 1
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	resp, err := http.Get("http://" + p.Addr() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,564 @@
+package appserver
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"onebox/appserver/worker"
+)
+
+// Worker states.
+const (
+	stBooting  = "booting"  // started, not yet known to accept
+	stReady    = "ready"    // serving
+	stRetiring = "retiring" // asked to retire (max-requests); serves until its replacement is up
+	stDraining = "draining" // sent SIGTERM, finishing its requests
+	stAborted  = "aborted"  // timed out: sent SIGABRT, SIGKILL follows
+)
+
+// proc is one worker process of the pool. Fields without atomics are owned by
+// the loop; the atomics are written by the worker's heartbeat reader.
+type proc struct {
+	id, pid, gen int
+	started      time.Time
+	state        string
+	booted       bool
+	stopReason   string    // why it was sent SIGTERM
+	killAt       time.Time // drain deadline, or SIGABRT + grace
+	killed       bool
+	tail         *tail
+	outDone      chan struct{} // closed when stdout and stderr reached EOF
+
+	lastBeat atomic.Int64 // unix nanoseconds of the last byte on fd 4; 0 = never
+	served   atomic.Int64 // requests served, -1 = not reported
+	inflight atomic.Int64 // requests in flight, -1 = not reported
+	busy     atomic.Pointer[busy]
+}
+
+// busy is the oldest request in flight, as last reported.
+type busy struct {
+	at     time.Time // when reported
+	age    time.Duration
+	method string
+	uri    string
+}
+
+type evKind int
+
+const (
+	evBeat   evKind = iota // first byte on fd 4
+	evRetire               // the worker reached its max-requests limit
+	evProbe                // something answered on the socket
+)
+
+type event struct {
+	kind evKind
+	w    *proc
+}
+
+type exitEvent struct {
+	w  *proc
+	ws syscall.WaitStatus
+}
+
+type reloadOp struct {
+	gen     int
+	oldGen  int
+	started time.Time
+	waiters []chan error
+}
+
+// spawn starts one worker of generation gen.
+func (m *Master) spawn(gen int) (*proc, error) {
+	m.nextID++
+	w := &proc{id: m.nextID, gen: gen, started: time.Now(), state: stBooting, tail: newTail(20), outDone: make(chan struct{})}
+	w.served.Store(-1)
+	w.inflight.Store(-1)
+
+	hbR, hbW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create heartbeat pipe: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		hbR.Close()
+		hbW.Close()
+		return nil, fmt.Errorf("create stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		hbR.Close()
+		hbW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("create stderr pipe: %w", err)
+	}
+	argv := append(append([]string{}, m.deps.Shim...), m.argv...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = m.cfg.Dir
+	env := cmd.Environ()
+	if len(m.deps.Shim) == 0 {
+		// Without the shim nobody can set the right LISTEN_PID; an
+		// inherited one would name another process.
+		env = dropEnv(env, worker.EnvListenPID)
+	}
+	cmd.Env = append(env,
+		worker.EnvListenFDs+"=1",
+		worker.EnvListenFDNames+"=app",
+		worker.EnvWorkerID+"="+strconv.Itoa(w.id),
+		worker.EnvHeartbeatFD+"="+strconv.Itoa(worker.HeartbeatFD),
+		worker.EnvTimeout+"="+m.cfg.Timeout.String(),
+		worker.EnvGracefulTimeout+"="+m.drain.String(),
+		worker.EnvMaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests),
+		worker.EnvMaxJitter+"="+strconv.Itoa(m.cfg.MaxRequestsJitter),
+	)
+	cmd.ExtraFiles = []*os.File{m.lf, hbW} // fd 3, fd 4
+	cmd.Stdout, cmd.Stderr = outW, errW
+	pid, exited, err := m.deps.Start(cmd)
+	// The child holds its own copies; ours would keep the pipes open past
+	// its exit.
+	hbW.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		hbR.Close()
+		outR.Close()
+		errR.Close()
+		return nil, err
+	}
+	w.pid = pid
+	m.workers[pid] = w
+	m.met.spawns.Inc()
+	m.log.Debug().Int("worker", w.id).Int("pid", pid).Int("generation", gen).Msg("worker started")
+
+	go m.readHeartbeat(w, hbR)
+	go func() {
+		defer close(w.outDone)
+		done := make(chan struct{})
+		go func() { m.out.read(w, "stdout", outR, nil); close(done) }()
+		m.out.read(w, "stderr", errR, w.tail)
+		<-done
+	}()
+	go func() {
+		ws := <-exited
+		select {
+		case m.exits <- exitEvent{w, ws}:
+		case <-m.done:
+		}
+	}()
+	return w, nil
+}
+
+func dropEnv(env []string, name string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// readHeartbeat reads fd 4 until the worker exits. Any byte is a sign of
+// life; the Go side's lines also report requests (see worker/protocol.go).
+func (m *Master) readHeartbeat(w *proc, f *os.File) {
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1024)
+	first := true
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			now := time.Now()
+			w.lastBeat.Store(now.UnixNano())
+			if first {
+				first = false
+				m.send(event{kind: evBeat, w: w})
+			}
+			if err == nil { // a whole line (a truncated one is just life)
+				m.parseBeat(w, strings.TrimSpace(string(line)), now)
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+func (m *Master) send(ev event) {
+	select {
+	case m.events <- ev:
+	case <-m.done:
+	}
+}
+
+func (m *Master) parseBeat(w *proc, line string, now time.Time) {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return
+	}
+	switch f[0] {
+	case worker.MsgBeat:
+		if len(f) < 3 {
+			return
+		}
+		if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			w.served.Store(n)
+		}
+		if n, err := strconv.ParseInt(f[2], 10, 64); err == nil {
+			w.inflight.Store(n)
+		}
+		if len(f) >= 6 {
+			ms, _ := strconv.ParseInt(f[3], 10, 64)
+			w.busy.Store(&busy{at: now, age: time.Duration(ms) * time.Millisecond, method: f[4], uri: f[5]})
+		} else {
+			w.busy.Store(nil)
+		}
+	case worker.MsgRetire:
+		if len(f) >= 2 {
+			if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				w.served.Store(n)
+			}
+		}
+		m.send(event{kind: evRetire, w: w})
+	}
+}
+
+func (m *Master) onEvent(ev event) {
+	switch ev.kind {
+	case evProbe:
+		m.markReady()
+	case evBeat:
+		if _, ok := m.workers[ev.w.pid]; !ok {
+			return
+		}
+		m.boot(ev.w)
+		m.markReady()
+	case evRetire:
+		w := ev.w
+		if _, ok := m.workers[w.pid]; !ok || (w.state != stReady && w.state != stBooting) {
+			return
+		}
+		m.boot(w)
+		w.state = stRetiring
+		m.met.recycles.Inc()
+		m.log.Info().Int("worker", w.id).Int("pid", w.pid).Int64("requests", w.served.Load()).
+			Msg("worker reached APP_MAX_REQUESTS; starting its replacement first")
+	}
+}
+
+func (m *Master) boot(w *proc) {
+	if w.booted {
+		return
+	}
+	w.booted = true
+	if w.state == stBooting {
+		w.state = stReady
+	}
+	m.bootFailures = 0
+	m.log.Debug().Int("worker", w.id).Int("pid", w.pid).Dur("boot", time.Since(w.started)).Msg("worker booted")
+}
+
+// stop asks a worker to drain (SIGTERM to its process group); SIGKILL
+// follows after the drain budget.
+func (m *Master) stop(w *proc, reason string) {
+	if w.state == stDraining || w.state == stAborted {
+		return
+	}
+	w.state = stDraining
+	w.stopReason = reason
+	w.killAt = time.Now().Add(m.drain)
+	signalGroup(w.pid, syscall.SIGTERM)
+}
+
+func signalGroup(pid int, sig syscall.Signal) {
+	// The group reaches a wrapper's children (sh -c, npm start); the pid
+	// itself in case it left the group.
+	_ = syscall.Kill(-pid, sig)
+	_ = syscall.Kill(pid, sig)
+}
+
+func (m *Master) onExit(ev exitEvent) {
+	w := ev.w
+	delete(m.workers, w.pid)
+	status, code := exitStatus(ev.ws)
+	l := m.log.With().Int("worker", w.id).Int("pid", w.pid).Int("generation", w.gen).Str("status", status).
+		Dur("age", time.Since(w.started).Round(time.Millisecond)).Logger()
+	now := time.Now()
+	switch {
+	case w.state == stDraining:
+		m.met.exits.WithLabelValues(w.stopReason).Inc()
+		if w.killed {
+			l.Warn().Str("reason", w.stopReason).Msg("worker killed: it did not drain within the graceful timeout")
+		} else {
+			l.Info().Str("reason", w.stopReason).Msg("worker stopped")
+		}
+	case w.state == stAborted:
+		m.met.exits.WithLabelValues("timeout").Inc()
+		l.Warn().Msg("timed-out worker is gone; replacing it")
+		m.backoff(now)
+	case !w.booted:
+		m.met.exits.WithLabelValues("boot_failure").Inc()
+		m.met.bootFails.Inc()
+		tail := m.waitTail(w)
+		if m.reload != nil && w.gen == m.reload.gen {
+			l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot")
+			m.failReload(fmt.Errorf("reload: worker %d (pid %d) failed to boot: %s", w.id, w.pid, status))
+			return
+		}
+		m.bootFailures++
+		l.Error().Strs("stderr", tail).Int("failures", m.bootFailures).Msg("worker failed to boot")
+		// gunicorn's convention: exit code 3 means "do not retry".
+		if code == 3 || m.bootFailures >= m.maxBootFailures {
+			m.halt = &BootError{Worker: w.id, PID: w.pid, Status: status, Stderr: tail}
+			return
+		}
+		m.backoff(now)
+	default:
+		m.met.exits.WithLabelValues("crash").Inc()
+		l.Error().Strs("stderr", m.waitTail(w)).Msg("worker exited unexpectedly; replacing it")
+		m.backoff(now)
+	}
+}
+
+// waitTail returns the worker's last stderr lines once its output is read
+// (bounded: a grandchild may hold the pipe open).
+func (m *Master) waitTail(w *proc) []string {
+	select {
+	case <-w.outDone:
+	case <-time.After(500 * time.Millisecond):
+	}
+	return w.tail.lines()
+}
+
+// backoff delays the next spawn after an unexpected exit: the first is
+// replaced at once, then 100ms, 200ms, ... up to 10s; calm for 30s resets it.
+func (m *Master) backoff(now time.Time) {
+	if now.Sub(m.lastCrash) > 30*time.Second {
+		m.crashes = 0
+	}
+	m.crashes++
+	m.lastCrash = now
+	if m.crashes > 1 {
+		d := min(100*time.Millisecond<<min(m.crashes-2, 10), 10*time.Second)
+		m.nextSpawn = now.Add(d)
+	}
+}
+
+// murder kills hung workers (SIGABRT, then SIGKILL) and workers that
+// outlived their drain.
+func (m *Master) murder(now time.Time) {
+	for _, w := range m.workers {
+		switch w.state {
+		case stDraining, stAborted:
+			if !w.killed && now.After(w.killAt) {
+				w.killed = true
+				signalGroup(w.pid, syscall.SIGKILL)
+			}
+			continue
+		}
+		last := w.lastBeat.Load()
+		if last == 0 {
+			continue // never heartbeats: judged by liveness alone
+		}
+		silence := now.Sub(time.Unix(0, last))
+		var reqAge time.Duration
+		b := w.busy.Load()
+		if b != nil {
+			reqAge = b.age + now.Sub(b.at)
+		}
+		if silence <= m.cfg.Timeout && reqAge <= m.cfg.Timeout {
+			continue
+		}
+		ev := m.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("silence", silence.Round(time.Millisecond)).
+			Dur("timeout", m.cfg.Timeout)
+		if b != nil {
+			ev = ev.Str("request", b.method+" "+b.uri).Dur("request_age", reqAge.Round(time.Millisecond))
+		}
+		ev.Msg("worker timeout: sending SIGABRT, then SIGKILL")
+		m.met.timeouts.Inc()
+		w.state = stAborted
+		w.killAt = now.Add(m.abortGrace)
+		// ABRT to the worker alone: a Go worker dumps its goroutines, a
+		// Python one its traceback (faulthandler), into the log.
+		_ = syscall.Kill(w.pid, syscall.SIGABRT)
+	}
+}
+
+// manage brings the current generation to the target count, finishes
+// reloads and replaces retiring workers once their replacements are up.
+func (m *Master) manage(now time.Time) {
+	if m.halt != nil {
+		return
+	}
+	var active, up []*proc
+	for _, w := range m.workers {
+		if !w.booted && w.state == stBooting && w.lastBeat.Load() == 0 && now.Sub(w.started) >= m.bootWindow {
+			m.boot(w) // silent on fd 4, alive past the boot window
+		}
+		if w.gen != m.gen {
+			continue
+		}
+		switch w.state {
+		case stBooting, stReady:
+			active = append(active, w)
+			if w.booted {
+				up = append(up, w)
+			}
+		}
+	}
+
+	if r := m.reload; r != nil {
+		switch {
+		case len(up) >= m.target:
+			for _, w := range m.workers {
+				if w.gen != m.gen {
+					m.stop(w, "reload")
+				}
+			}
+			m.met.reloads.WithLabelValues("ok").Inc()
+			m.log.Info().Int("generation", m.gen).Dur("took", now.Sub(r.started).Round(time.Millisecond)).
+				Msg("reload done: new generation up, old one draining")
+			m.finishReload(nil)
+		case now.Sub(r.started) > m.reloadTimeout:
+			m.failReload(fmt.Errorf("reload: new generation not up within %s", m.reloadTimeout))
+			return
+		}
+	}
+
+	switch {
+	case len(active) < m.target && !now.Before(m.nextSpawn):
+		for range m.target - len(active) {
+			if _, err := m.spawn(m.gen); err != nil {
+				m.bootFailures++
+				m.met.bootFails.Inc()
+				m.log.Error().Err(err).Int("failures", m.bootFailures).Msg("worker failed to start")
+				if m.bootFailures >= m.maxBootFailures {
+					m.halt = &BootError{Status: err.Error()}
+				}
+				m.backoff(now)
+				break
+			}
+		}
+	case len(active) > m.target && m.reload == nil:
+		// Booting ones first (they serve nothing yet), then the oldest, as
+		// gunicorn does.
+		sort.Slice(active, func(i, j int) bool {
+			if active[i].booted != active[j].booted {
+				return !active[i].booted
+			}
+			return active[i].id < active[j].id
+		})
+		for _, w := range active[:len(active)-m.target] {
+			m.stop(w, "scale")
+		}
+	}
+
+	// A retiring worker stops once the full count of its generation is up
+	// without it: its replacement is accepting, capacity never drops.
+	if len(up) >= m.target {
+		for _, w := range m.workers {
+			if w.state == stRetiring && w.gen == m.gen {
+				m.stop(w, "recycle")
+			}
+		}
+	}
+}
+
+func (m *Master) startReload(reply chan error) {
+	if m.reload != nil {
+		m.queued = append(m.queued, reply)
+		return
+	}
+	m.gen++
+	m.reload = &reloadOp{gen: m.gen, oldGen: m.gen - 1, started: time.Now(), waiters: []chan error{reply}}
+	m.log.Info().Int("generation", m.gen).Int("workers", m.target).Msg("reload: starting a new generation")
+}
+
+func (m *Master) finishReload(err error) {
+	for _, c := range m.reload.waiters {
+		c <- err
+	}
+	m.reload = nil
+	if len(m.queued) > 0 {
+		q := m.queued
+		m.queued = nil
+		m.startReload(q[0])
+		m.reload.waiters = append(m.reload.waiters, q[1:]...)
+	}
+}
+
+// failReload stops the new generation and goes back to the old one.
+func (m *Master) failReload(err error) {
+	r := m.reload
+	for _, w := range m.workers {
+		if w.gen == r.gen {
+			m.stop(w, "reload_failed")
+		}
+	}
+	m.gen = r.oldGen
+	m.met.reloads.WithLabelValues("failed").Inc()
+	m.log.Error().Err(err).Int("generation", m.gen).Msg("reload failed: the old generation keeps serving")
+	m.finishReload(err)
+}
+
+// shutdown drains every worker within the drain budget, then kills what is
+// left.
+func (m *Master) shutdown() {
+	if m.reload != nil {
+		m.failReloadOnStop()
+	}
+	for _, c := range m.queued {
+		c <- errors.New("reload: pool stopping")
+	}
+	m.queued = nil
+	for _, w := range m.workers {
+		if w.state == stAborted && !w.killed {
+			// Hung already: no drain to wait for.
+			w.killed = true
+			signalGroup(w.pid, syscall.SIGKILL)
+		}
+		m.stop(w, "stop")
+	}
+	if len(m.workers) > 0 {
+		m.log.Info().Int("workers", len(m.workers)).Dur("budget", m.drain).Msg("draining workers")
+	}
+	deadline := time.NewTimer(m.drain)
+	defer deadline.Stop()
+	killed := false
+	for len(m.workers) > 0 {
+		select {
+		case ev := <-m.exits:
+			m.onExit(ev)
+		case <-deadline.C:
+			if killed {
+				m.log.Error().Int("workers", len(m.workers)).Msg("workers survive SIGKILL; giving up on them")
+				return
+			}
+			killed = true
+			for _, w := range m.workers {
+				w.killed = true
+				signalGroup(w.pid, syscall.SIGKILL)
+			}
+			// SIGKILL cannot be refused; this bound only guards against
+			// a reaper that has stopped.
+			deadline.Reset(2 * time.Second)
+		}
+	}
+	m.publish(time.Now())
+}
+
+func (m *Master) failReloadOnStop() {
+	for _, c := range m.reload.waiters {
+		c <- errors.New("reload: pool stopping")
+	}
+	m.reload = nil
+}
