@@ -86,7 +86,8 @@ type Master struct {
 	addr         string
 	workers      map[int]*proc // by pid
 	target       int
-	gen          int
+	gen          int // the generation being served (or booting, during a reload)
+	lastGen      int // the highest generation number handed out
 	nextID       int
 	reload       *reloadOp
 	queued       []chan error // reloads asked for while one runs

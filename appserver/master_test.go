@@ -450,12 +450,15 @@ func TestBrokenGenerationKeepsOld(t *testing.T) {
 	if got := readyPIDs(s); len(got) != 2 || !got[s.Workers[0].PID] || !old[s.Workers[0].PID] || !old[s.Workers[1].PID] {
 		t.Errorf("workers %v after a failed reload, want the old ones %v", s.Workers, old)
 	}
-	// Fixed, the next reload goes through.
+	// Fixed, the next reload goes through, with a new generation number.
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Reload(context.Background()); err != nil {
 		t.Fatalf("reload after the fix: %v", err)
+	}
+	if g := p.status().Generation; g != 2 {
+		t.Errorf("generation %d after a failed and a good reload, want 2", g)
 	}
 	ld.until(t, 100)
 	ok, fail, errs := ld.finish()

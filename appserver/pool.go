@@ -478,8 +478,12 @@ func (m *Master) startReload(reply chan error) {
 		m.queued = append(m.queued, reply)
 		return
 	}
-	m.gen++
-	m.reload = &reloadOp{gen: m.gen, oldGen: m.gen - 1, started: time.Now(), waiters: []chan error{reply}}
+	// Numbers are never reused, so a failed generation's draining workers
+	// are never mistaken for the next one's.
+	old := m.gen
+	m.lastGen++
+	m.gen = m.lastGen
+	m.reload = &reloadOp{gen: m.gen, oldGen: old, started: time.Now(), waiters: []chan error{reply}}
 	m.log.Info().Int("generation", m.gen).Int("workers", m.target).Msg("reload: starting a new generation")
 }
 
