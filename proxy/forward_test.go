@@ -166,8 +166,19 @@ func TestForwardFailures(t *testing.T) {
 	})
 	t.Run("stale pooled connection is retried", func(t *testing.T) {
 		_, addr := proxyTo(t, up.target, nil)
+		sent := 0
 		for i := 0; i < 5; i++ {
 			for _, m := range []string{"GET", "POST"} {
+				// Wait until the upstream has closed every connection it
+				// answered on: the proxy's pooled one is then known dead,
+				// which a POST (not retried) must detect before use.
+				for {
+					_, n := get(t, addr, "", "/closed")
+					if n == strconv.Itoa(sent) {
+						break
+					}
+				}
+				sent++
 				req, _ := http.NewRequest(m, "http://"+addr+"/then-close", strings.NewReader("abc"))
 				if m == "GET" {
 					req.Body, req.ContentLength = nil, 0

@@ -61,6 +61,8 @@ func (u *upstream) String() string { return u.label }
 // response).
 type upConn struct {
 	nc       net.Conn
+	readDL   time.Time // deadlines currently set on nc
+	writeDL  time.Time
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	u        *upstream
@@ -75,16 +77,34 @@ var (
 
 func (c *upConn) Read(p []byte) (int, error) {
 	if t := c.u.readTimeout; t > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(t))
+		if now := time.Now(); needsRefresh(c.readDL, now, t) {
+			c.readDL = now.Add(t)
+			_ = c.nc.SetReadDeadline(c.readDL)
+		}
 	}
 	return c.nc.Read(p)
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
 	if t := c.u.sendTimeout; t > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(t))
+		if now := time.Now(); needsRefresh(c.writeDL, now, t) {
+			c.writeDL = now.Add(t)
+			_ = c.nc.SetWriteDeadline(c.writeDL)
+		}
 	}
 	return c.nc.Write(p)
+}
+
+// needsRefresh reports whether a deadline set earlier is too close to
+// stand for "timeout from now". Moving a deadline costs a runtime timer
+// update, so it is moved only when it has drifted by more than a quarter
+// of the timeout or a second, whichever is less: the effective timeout
+// between two operations stays within that slack of the setting, and a
+// busy connection updates its timer about once a second instead of on
+// every read.
+func needsRefresh(dl, now time.Time, t time.Duration) bool {
+	slack := min(t/4, time.Second)
+	return dl.Sub(now) < t-slack
 }
 
 // close drops the connection for good.

@@ -45,7 +45,7 @@ func upstreamMain() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	var conns atomic.Int64
+	var conns, closed atomic.Int64
 	release := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
@@ -105,6 +105,10 @@ func upstreamMain() {
 		fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		_ = bw.Flush()
 		_ = c.Close()
+		closed.Add(1)
+	})
+	mux.HandleFunc("/closed", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, strconv.FormatInt(closed.Load(), 10))
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "websocket" {

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -42,7 +44,11 @@ func run() error {
 	procs := flag.Int("gomaxprocs", 0, "GOMAXPROCS (0: Go's default)")
 	accessLog := flag.String("access-log", "off", "combined, json or off (stdout)")
 	gzipOn := flag.Bool("gzip", true, "PROXY_GZIP")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (profiling only)")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
+	}
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs)
 	}
