@@ -56,6 +56,7 @@ func TestMain(m *testing.M) {
 // testWorker is a worker process. Modes:
 //
 //	go [BROKEN_FILE]  serve with appserver/worker; fail to boot while BROKEN_FILE exists
+//	alone             serve with appserver/worker on :$PORT, without onebox
 //	flood             as go, while writing stdout lines as fast as it can
 //	bootfail CODE     write to stderr and exit CODE before serving
 //	prestart FILE CODE  write FILE, print a line, exit CODE
@@ -90,7 +91,7 @@ func testWorker(args []string) int {
 			}
 		}
 	}
-	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+	if args[0] != "alone" && os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
 		fmt.Fprintln(os.Stderr, "LISTEN_PID is not my pid")
 		return 4
 	}
@@ -99,6 +100,9 @@ func testWorker(args []string) int {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, os.Getpid())
+	})
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(helloBody)
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
@@ -115,6 +119,9 @@ func testWorker(args []string) int {
 	}
 	return 0
 }
+
+// helloBody is the benchmarks' 100-byte answer, as ../shared/bench's.
+var helloBody = []byte("Hello from the benchmark backend. This body is padded to exactly one hundred bytes: 0123456789abcde\n")
 
 // syncBuffer is a log sink safe for concurrent writers.
 type syncBuffer struct {

@@ -280,6 +280,10 @@ func (m *Master) stop(w *proc, reason string) {
 }
 
 func signalGroup(pid int, sig syscall.Signal) {
+	if pid <= 0 {
+		// kill(0) and kill(-1) would reach our own group or every process.
+		return
+	}
 	// The group reaches a wrapper's children (sh -c, npm start); the pid
 	// itself in case it left the group.
 	_ = syscall.Kill(-pid, sig)
@@ -389,7 +393,9 @@ func (m *Master) murder(now time.Time) {
 		w.killAt = now.Add(m.abortGrace)
 		// ABRT to the worker alone: a Go worker dumps its goroutines, a
 		// Python one its traceback (faulthandler), into the log.
-		_ = syscall.Kill(w.pid, syscall.SIGABRT)
+		if w.pid > 0 {
+			_ = syscall.Kill(w.pid, syscall.SIGABRT)
+		}
 	}
 }
 
