@@ -70,6 +70,7 @@ type Master struct {
 	reqs      chan func()
 	events    chan event
 	exits     chan exitEvent
+	started   chan struct{} // closed when the loop runs
 	done      chan struct{} // closed when Run has returned
 	out       *output
 
@@ -120,6 +121,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		reqs:            make(chan func()),
 		events:          make(chan event, 256),
 		exits:           make(chan exitEvent, 64),
+		started:         make(chan struct{}),
 		done:            make(chan struct{}),
 		bootWindow:      time.Second,
 		abortGrace:      time.Second,
@@ -221,6 +223,7 @@ func (m *Master) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(m.tick)
 	defer tick.Stop()
+	close(m.started)
 	for {
 		select {
 		case <-ctx.Done():
@@ -409,6 +412,14 @@ func (m *Master) Scale(n int, relative bool) (int, error) {
 
 // do runs f in the loop and waits for it.
 func (m *Master) do(ctx context.Context, f func()) error {
+	select {
+	case <-m.started:
+	default:
+		// Before the loop (waiting for the database, prestart) there is
+		// nothing to reload or scale yet; waiting could block a signal
+		// handler for minutes.
+		return errors.New("pool is not running yet")
+	}
 	ran := make(chan struct{})
 	select {
 	case m.reqs <- func() { f(); close(ran) }:

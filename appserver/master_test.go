@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -60,6 +61,10 @@ func TestPoolServesAndStops(t *testing.T) {
 		}
 		return n == 20
 	})
+	b, err := json.Marshal(p.Status())
+	if err != nil || !strings.Contains(string(b), `"workers":[{"id":`) || !strings.Contains(string(b), `"requests":`) {
+		t.Errorf("status JSON %s, %v", b, err)
+	}
 
 	if err := p.stop(); err != nil {
 		t.Fatalf("Run = %v, want nil after cancel", err)
@@ -246,11 +251,18 @@ func TestDrainOnStop(t *testing.T) {
 		}
 		return false
 	})
+	// Go workers report requests in flight: one worker busy, one idle.
+	p.waitStatus("busy and idle gauges", func(Status) bool {
+		return p.metric("onebox_app_workers_busy") == 1 && p.metric("onebox_app_workers_idle") == 1
+	})
 	if err := p.stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-res; err != nil {
 		t.Fatalf("in-flight request during stop: %v", err)
+	}
+	if _, err := p.Scale(1, true); err == nil {
+		t.Error("Scale on a stopped pool succeeded")
 	}
 }
 
