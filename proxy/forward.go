@@ -150,7 +150,8 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 	start := time.Now()
 
 	var c *upConn
-	var resp *http.Response
+	var resp *upResponse
+	h := w.Header()
 	for attempt := 0; ; attempt++ {
 		var err error
 		c, err = u.get(r.Context(), attempt > 0)
@@ -169,7 +170,8 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		}
 		err = s.writeRequest(c, r, w.clientIP, upgrade, body)
 		if err == nil {
-			resp, err = http.ReadResponse(c.br, r)
+			resp = &c.resp
+			err = readResponse(c.br, h, r.Method, resp, &c.scratch)
 		}
 		if err == nil {
 			break
@@ -177,13 +179,13 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		reused := c.reused
 		c.close()
 		if errors.Is(err, errBodyTooLarge) {
-			w.Header()["Connection"] = hdrClose
+			h["Connection"] = hdrClose
 			writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
 			return
 		}
 		// A reused connection the upstream had closed fails before any
 		// response byte: retry once on a fresh one when that is safe.
-		if reused && retryable && attempt == 0 && !isTimeout(err) {
+		if reused && retryable && attempt == 0 && !isTimeout(err) && !errors.Is(err, errBadResponse) {
 			continue
 		}
 		s.upstreamFailed(w, r, st, err, false)
@@ -191,22 +193,18 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 	}
 	w.upstreamTime = time.Since(start)
 
-	if resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
+	if resp.status == http.StatusSwitchingProtocols {
+		if upgrade == "" {
+			c.close()
+			s.upstreamFailed(w, r, st, errBadResponse, false)
+			return
+		}
 		s.tunnel(w, r, c, resp)
 		return
 	}
 
-	h := w.Header()
-	conn := resp.Header["Connection"]
-	for k, vv := range resp.Header {
-		if hopHeaders[k] || k == "Server" || k == "Date" || (conn != nil && connectionListed(conn, k)) {
-			continue
-		}
-		h[k] = vv
-	}
-	noBody := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.StatusCode < 200
 	var zw *gzip.Writer
-	if s.cfg.Gzip && !noBody && gzipProxied(r, resp) {
+	if s.cfg.Gzip && resp.contentLength != 0 && gzipProxied(r, resp) {
 		delete(h, "Content-Length")
 		h["Content-Encoding"] = hdrGzip
 		h["Vary"] = append(h["Vary"], "Accept-Encoding")
@@ -216,12 +214,13 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		zw = gzipPool.Get().(*gzip.Writer)
 		zw.Reset(w)
 	}
-	w.WriteHeader(resp.StatusCode)
-	if noBody {
+	w.WriteHeader(resp.status)
+	if resp.contentLength == 0 {
 		s.release(c, resp, true)
 		return
 	}
-	ok := s.copyBody(w, resp, zw)
+	body2 := bodyOf(c.br, resp)
+	ok := s.copyBody(w, body2, resp.contentLength < 0, zw)
 	if zw != nil {
 		if err := zw.Close(); err != nil {
 			ok = false
@@ -229,17 +228,17 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		zw.Reset(io.Discard)
 		gzipPool.Put(zw)
 	}
-	if ok && len(resp.Trailer) > 0 {
-		for k, vv := range resp.Trailer {
-			h[http.TrailerPrefix+k] = vv
+	if cb, isChunked := body2.(*chunkedBody); ok && isChunked {
+		for _, t := range cb.trailer {
+			h[http.TrailerPrefix+t.k] = append(h[http.TrailerPrefix+t.k], t.v)
 		}
 	}
 	s.release(c, resp, ok)
 }
 
 // release pools the connection after a complete exchange, else closes it.
-func (s *Server) release(c *upConn, resp *http.Response, complete bool) {
-	if complete && !resp.Close {
+func (s *Server) release(c *upConn, resp *upResponse, complete bool) {
+	if complete && !resp.close {
 		c.u.put(c)
 		return
 	}
@@ -249,12 +248,10 @@ func (s *Server) release(c *upConn, resp *http.Response, complete bool) {
 // copyBody streams the response body; unknown-length bodies (chunked,
 // server-sent events) are flushed as they arrive. It reports whether the
 // body was read to its end.
-func (s *Server) copyBody(w *recorder, resp *http.Response, zw *gzip.Writer) bool {
+func (s *Server) copyBody(w *recorder, br io.Reader, flush bool, zw *gzip.Writer) bool {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
-	flush := resp.ContentLength < 0
-	br := resp.Body
 	var dst io.Writer = w
 	if zw != nil {
 		dst = zw
@@ -291,22 +288,12 @@ var gzipPool = sync.Pool{New: func() any {
 // gzipProxied decides whether to compress an upstream response: the client
 // accepts gzip, the upstream has not encoded it, the type compresses well
 // and it is not tiny or partial.
-func gzipProxied(r *http.Request, resp *http.Response) bool {
-	h := resp.Header
-	if resp.StatusCode != http.StatusOK || h["Content-Encoding"] != nil || h["Content-Range"] != nil ||
-		(resp.ContentLength >= 0 && resp.ContentLength < gzipMinSize) || !acceptsGzip(r) {
+func gzipProxied(r *http.Request, resp *upResponse) bool {
+	if resp.status != http.StatusOK || resp.hasEncoding || resp.hasRange || resp.noTransform ||
+		(resp.contentLength >= 0 && resp.contentLength < gzipMinSize) || !acceptsGzip(r) {
 		return false
 	}
-	ct := h["Content-Type"]
-	if len(ct) == 0 || !compressible(ct[0]) {
-		return false
-	}
-	for _, v := range h["Cache-Control"] {
-		if strings.Contains(v, "no-transform") {
-			return false
-		}
-	}
-	return true
+	return resp.contentType != "" && compressible(resp.contentType)
 }
 
 // upstreamFailed answers 504 for timeouts and 502 for everything else.
@@ -345,7 +332,7 @@ func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string
 	trusted := len(s.trusted) > 0 && s.isTrusted(peer)
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if hopHeaders[k] || k == "Content-Length" || k == "Host" || strings.IndexByte(k, '_') >= 0 {
+		if hopHeaders[k] || k == "Content-Length" || k == "Host" || k == "Expect" || strings.IndexByte(k, '_') >= 0 {
 			// nginx drops header names with underscores (underscores_in_headers
 			// off): WSGI would read X_Forwarded_For as X-Forwarded-For.
 			continue
@@ -452,7 +439,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // tunnel hands a 101 response to the client and copies both ways until one
 // side closes (websockets).
-func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *http.Response) {
+func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *upResponse) {
 	cc, brw, err := http.NewResponseController(w.w).Hijack()
 	if err != nil {
 		c.close()
@@ -467,13 +454,20 @@ func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *http.Resp
 	ubr := c.br
 	head := bufio.NewWriter(cc)
 	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	resp.Header.Del("Server")
-	resp.Header["Server"] = hdrServer
-	_ = resp.Header.Write(head)
-	head.WriteString("\r\n")
+	for _, h := range resp.raw {
+		if h.k == "Server" || h.k == "Date" {
+			continue
+		}
+		head.WriteString(h.k)
+		head.WriteString(": ")
+		head.WriteString(h.v)
+		head.WriteString("\r\n")
+	}
+	head.WriteString("Server: onebox\r\n\r\n")
 	if err := head.Flush(); err != nil {
 		cc.Close()
 		up.Close()
+		c.release()
 		return
 	}
 	// Either side closing ends the tunnel: the other copy is unblocked by
@@ -481,8 +475,7 @@ func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *http.Resp
 	done := make(chan int64, 2)
 	go func() {
 		// client → upstream, starting with what the server had buffered
-		n, _ := io.Copy(up, io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), cc))
-		_ = n
+		_, _ = io.Copy(up, io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), cc))
 		done <- 0
 	}()
 	go func() {

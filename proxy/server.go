@@ -392,7 +392,7 @@ func (s *Server) handle(w *recorder, r *http.Request, st *site) {
 		a := &st.aliases[i]
 		if strings.HasPrefix(clean, a.prefix) {
 			rest := clean[len(a.prefix)-1:]
-			if !dot && (s.tryCandidate(w, r, st, a.fr, rest, clean) == tryDone || s.tryCandidate(w, r, st, a.fr, rest+"/", clean) == tryDone) {
+			if !dot && (s.tryCandidate(w, r, st, a.fr, rest, strings.HasSuffix(rest, "/"), clean) == tryDone || s.tryCandidate(w, r, st, a.fr, rest, true, clean) == tryDone) {
 				return
 			}
 			writeStatusPage(w, r, http.StatusNotFound)
@@ -405,7 +405,8 @@ func (s *Server) handle(w *recorder, r *http.Request, st *site) {
 	}
 	if !dot {
 		for _, arg := range st.try.files {
-			if s.tryCandidate(w, r, st, st.root, expand(arg, clean), clean) == tryDone {
+			p, dir := expand(arg, clean)
+			if s.tryCandidate(w, r, st, st.root, p, dir, clean) == tryDone {
 				return
 			}
 		}
@@ -420,8 +421,8 @@ func (s *Server) handle(w *recorder, r *http.Request, st *site) {
 	case st.try.code != 0:
 		writeStatusPage(w, r, st.try.code)
 	default:
-		u := expand(st.try.fallbackURI, clean)
-		if dot || s.tryCandidate(w, r, st, st.root, u, u) != tryDone {
+		u, dir := expand(st.try.fallbackURI, clean)
+		if dot || s.tryCandidate(w, r, st, st.root, u, dir, u) != tryDone {
 			writeStatusPage(w, r, http.StatusNotFound)
 		}
 	}

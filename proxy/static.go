@@ -95,12 +95,12 @@ const (
 // a candidate ending in "/" matches a directory holding an index file.
 // uriHasSlash tells whether the request path ended with "/", for the
 // directory redirect.
-func (s *Server) tryCandidate(w http.ResponseWriter, r *http.Request, st *site, fr *fileRoot, cand string, reqPath string) tryResult {
+func (s *Server) tryCandidate(w http.ResponseWriter, r *http.Request, st *site, fr *fileRoot, cand string, dir bool, reqPath string) tryResult {
 	clean, dot, ok := cleanURLPath(cand)
 	if !ok || dot || fr == nil {
 		return tryMiss
 	}
-	if strings.HasSuffix(cand, "/") {
+	if dir {
 		e := fr.cache.get(relName(clean))
 		if e.kind != kindDir {
 			return tryMiss

@@ -59,15 +59,19 @@ func isFileArg(a string) bool {
 	return (strings.HasPrefix(a, "/") || strings.HasPrefix(a, "$uri")) && !strings.ContainsAny(a, "\\\x00?#")
 }
 
-// expand substitutes $uri in a try_files argument.
-func expand(arg, uri string) string {
+// expand substitutes $uri in a try_files argument. dir reports an
+// argument ending in "/" (a directory candidate); the slash itself is
+// dropped, which spares "$uri/" an allocation per request.
+func expand(arg, uri string) (p string, dir bool) {
+	dir = strings.HasSuffix(arg, "/") || (arg == "$uri" && strings.HasSuffix(uri, "/"))
+	switch arg {
+	case "$uri", "$uri/":
+		return uri, dir
+	}
 	if !strings.Contains(arg, "$uri") {
-		return arg
+		return arg, dir
 	}
-	if arg == "$uri" {
-		return uri
-	}
-	return strings.ReplaceAll(arg, "$uri", uri)
+	return strings.ReplaceAll(arg, "$uri", uri), dir
 }
 
 // alias is one PROXY_ALIASES mapping; prefix and the directory both end the

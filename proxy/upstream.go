@@ -68,6 +68,8 @@ type upConn struct {
 	u        *upstream
 	idleFrom time.Time
 	reused   bool
+	resp     upResponse // the current response head, reused per exchange
+	scratch  []byte     // buffer for reading response heads
 }
 
 var (

@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"strconv"
+	"strings"
+)
+
+// upResponse is an upstream response head, read by readResponse. The
+// headers the client may see are already in the client's header map.
+type upResponse struct {
+	status        int
+	contentLength int64 // -1: unknown (chunked or until close)
+	chunked       bool
+	close         bool   // the connection cannot be reused after this response
+	upgrade       string // Upgrade header of a 101
+	raw           []hdr  // every header as received, for a 101 hand-over
+	hasEncoding   bool   // Content-Encoding present
+	hasRange      bool   // Content-Range present
+	noTransform   bool   // Cache-Control: no-transform
+	contentType   string
+	lb            lengthBody // the body reader for Content-Length bodies, kept here to save an allocation
+}
+
+type hdr struct{ k, v string }
+
+var errBadResponse = errors.New("malformed upstream response")
+
+// readResponse reads the upstream's status line and headers from br
+// straight into dst, the client's header map, dropping hop-by-hop headers,
+// those the Connection header names, and Server and Date (ours are sent,
+// as nginx does). It replaces http.ReadResponse on the hot path: the whole
+// head becomes one string and the values one slice, so a response costs
+// two allocations instead of about fifteen. 1xx responses other than 101
+// are skipped.
+func readResponse(br *bufio.Reader, dst http.Header, method string, r *upResponse, scratch *[]byte) error {
+	for {
+		// Skip interim responses (100 Continue, 103 Early Hints) whole.
+		if p, err := br.Peek(13); err == nil && bytes.HasPrefix(p, []byte("HTTP/1.")) && p[9] == '1' && string(p[9:12]) != "101" {
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return errBadResponse
+				}
+				if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && !bytes.HasPrefix(line, []byte("HTTP")) {
+					break
+				}
+			}
+			continue
+		}
+		return readResponseOnce(br, dst, method, r, scratch)
+	}
+}
+
+func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upResponse, scratch *[]byte) error {
+	// Collect the head into the connection's scratch buffer.
+	head := (*scratch)[:0]
+	defer func() { *scratch = head[:0] }()
+	var lines int
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if err == bufio.ErrBufferFull {
+				return errBadResponse
+			}
+			if len(head) == 0 && len(line) == 0 {
+				return err // nothing at all: a closed pooled connection (retryable)
+			}
+			return errBadResponse
+		}
+		head = append(head, line...)
+		lines++
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && lines > 1 {
+			break
+		}
+		if len(head) > maxHeaderBytes*2 {
+			return errBadResponse
+		}
+	}
+	s := string(head) // the one string every key and value points into
+	*r = upResponse{contentLength: -1}
+	nl := strings.IndexByte(s, '\n')
+	statusLine := strings.TrimRight(s[:nl], "\r")
+	s = s[nl+1:]
+	proto, rest, ok := strings.Cut(statusLine, " ")
+	if !ok || len(rest) < 3 || (proto != "HTTP/1.1" && proto != "HTTP/1.0") {
+		return errBadResponse
+	}
+	code, err := strconv.Atoi(rest[:3])
+	if err != nil || code < 100 || code > 999 || (len(rest) > 3 && rest[3] != ' ') {
+		return errBadResponse
+	}
+	r.status = code
+	http10 := proto == "HTTP/1.0"
+	r.close = http10
+
+	vals := make([]string, 0, lines)
+	if code == http.StatusSwitchingProtocols {
+		r.raw = make([]hdr, 0, lines)
+	}
+	var connTokens []string
+	var cl string
+	for s != "" {
+		nl := strings.IndexByte(s, '\n')
+		line := strings.TrimRight(s[:nl], "\r")
+		s = s[nl+1:]
+		if line == "" {
+			break
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return errBadResponse // also refuses obsolete line folding
+		}
+		k = canonicalKey(k)
+		v = strings.Trim(v, " \t")
+		if r.raw != nil {
+			r.raw = append(r.raw, hdr{k, v})
+		}
+		switch k {
+		case "Connection":
+			for rest := v; rest != ""; {
+				var t string
+				t, rest, _ = strings.Cut(rest, ",")
+				t = strings.TrimSpace(t)
+				switch {
+				case strings.EqualFold(t, "close"):
+					r.close = true
+				case strings.EqualFold(t, "keep-alive"):
+					if http10 {
+						r.close = false
+					}
+				default:
+					connTokens = append(connTokens, t)
+				}
+			}
+			continue
+		case "Transfer-Encoding":
+			if !strings.EqualFold(v, "chunked") {
+				return errBadResponse
+			}
+			r.chunked = true
+			continue
+		case "Content-Length":
+			if cl != "" && cl != v {
+				return errBadResponse
+			}
+			cl = v
+		case "Upgrade":
+			r.upgrade = v
+			continue
+		case "Content-Encoding":
+			r.hasEncoding = true
+		case "Content-Range":
+			r.hasRange = true
+		case "Content-Type":
+			r.contentType = v
+		case "Cache-Control":
+			if strings.Contains(v, "no-transform") {
+				r.noTransform = true
+			}
+		case "Server", "Date", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Proxy-Authenticate":
+			continue
+		}
+		vals = append(vals, v)
+		if old := dst[k]; old != nil {
+			dst[k] = append(old, v)
+		} else {
+			dst[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	}
+	for _, t := range connTokens {
+		delete(dst, canonicalKey(t))
+	}
+	noBody := method == http.MethodHead || r.status < 200 || r.status == http.StatusNoContent || r.status == http.StatusNotModified
+	switch {
+	case noBody:
+		r.contentLength = 0
+		r.chunked = false
+	case r.chunked:
+		delete(dst, "Content-Length")
+		if cl != "" {
+			// Both framings: process the chunked one, as RFC 9112 §6.3
+			// says, and do not reuse a connection that sent this.
+			r.close = true
+		}
+	case cl != "":
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 {
+			return errBadResponse
+		}
+		r.contentLength = n
+	default:
+		r.close = true // the body runs until the upstream closes
+	}
+	return nil
+}
+
+// canonicalKey canonicalizes a header name without allocating when it is
+// already canonical (the usual case).
+func canonicalKey(k string) string {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return textproto.CanonicalMIMEHeaderKey(k)
+		}
+		upper = c == '-'
+	}
+	return k
+}
+
+// bodyOf returns a reader of the response body.
+func bodyOf(br *bufio.Reader, r *upResponse) io.Reader {
+	switch {
+	case r.contentLength == 0:
+		return eofReader{}
+	case r.chunked:
+		return &chunkedBody{cr: httputil.NewChunkedReader(br), br: br}
+	case r.contentLength > 0:
+		r.lb = lengthBody{br: br, n: r.contentLength}
+		return &r.lb
+	}
+	return br // until EOF
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// lengthBody reads exactly n bytes; fewer is io.ErrUnexpectedEOF.
+type lengthBody struct {
+	br *bufio.Reader
+	n  int64
+}
+
+func (b *lengthBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.br.Read(p)
+	b.n -= int64(n)
+	if err == io.EOF {
+		return n, io.ErrUnexpectedEOF
+	}
+	if b.n == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// chunkedBody decodes a chunked body and then reads its trailer section,
+// so the connection is left at the next response.
+type chunkedBody struct {
+	cr      io.Reader
+	br      *bufio.Reader
+	trailer []hdr
+}
+
+func (b *chunkedBody) Read(p []byte) (int, error) {
+	n, err := b.cr.Read(p)
+	if err != io.EOF {
+		return n, err
+	}
+	for {
+		line, err := b.br.ReadSlice('\n')
+		if err != nil {
+			return n, io.ErrUnexpectedEOF
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			return n, io.EOF
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return n, errBadResponse
+		}
+		b.trailer = append(b.trailer, hdr{canonicalKey(string(k)), string(bytes.TrimSpace(v))})
+	}
+}
