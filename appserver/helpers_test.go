@@ -55,7 +55,8 @@ func TestMain(m *testing.M) {
 
 // testWorker is a worker process. Modes:
 //
-//	go [BROKEN_FILE]  serve with appserver/worker; fail to boot while BROKEN_FILE exists
+//	go [BROKEN_FILE [SLOW_FILE]]  serve with appserver/worker; fail to boot while BROKEN_FILE
+//	                  exists, boot slowly (5s) while SLOW_FILE exists
 //	alone             serve with appserver/worker on :$PORT, without onebox
 //	flood             as go, while writing stdout lines as fast as it can
 //	bootfail CODE     write to stderr and exit CODE before serving
@@ -88,6 +89,11 @@ func testWorker(args []string) int {
 			if _, err := os.Stat(args[1]); err == nil {
 				fmt.Fprintln(os.Stderr, "boom: this deploy is broken")
 				return 1
+			}
+		}
+		if len(args) > 2 {
+			if _, err := os.Stat(args[2]); err == nil {
+				time.Sleep(5 * time.Second) // a slow boot: not yet on the socket
 			}
 		}
 	}

@@ -224,6 +224,8 @@ func (m *Master) Run(ctx context.Context) error {
 	tick := time.NewTicker(m.tick)
 	defer tick.Stop()
 	close(m.started)
+	// Spawn at once rather than at the first tick.
+	m.manage(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
@@ -282,6 +284,25 @@ func (m *Master) bind() error {
 	if err != nil {
 		return fmt.Errorf("bind %s: %w", m.cfg.Bind, err)
 	}
+	// Hand down a descriptor whose O_NONBLOCK flag nobody here touches.
+	// The flag lives in the open file description that master and workers
+	// share: os.File.Fd (which os/exec calls for ExtraFiles at every spawn)
+	// clears it on a file Go opened non-blocking, while a Go worker sets it.
+	// A worker whose accept is then a blocking syscall never wakes on
+	// Close, and its drain hangs until a connection arrives. So: make it
+	// blocking once, before any worker, and wrap a plain descriptor that
+	// os.NewFile sees as blocking, on which Fd changes nothing.
+	fd, err := syscall.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("bind %s: duplicate socket: %w", m.cfg.Bind, err)
+	}
+	syscall.CloseOnExec(fd)
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("bind %s: %w", m.cfg.Bind, err)
+	}
+	f = os.NewFile(uintptr(fd), "app-socket")
 	m.lf = f
 	defer func() {
 		m.mu.Lock()

@@ -266,6 +266,43 @@ func TestDrainOnStop(t *testing.T) {
 	}
 }
 
+// Workers started before a later spawn (scale, recycle, crash) must still
+// drain promptly: spawning must not flip the shared socket's O_NONBLOCK
+// flag under them, which leaves a Go worker stuck in a blocking accept.
+func TestDrainAfterLaterSpawns(t *testing.T) {
+	dir := t.TempDir()
+	slow := filepath.Join(dir, "slow")
+	cfg := testConfig(t, goCommand("go", filepath.Join(dir, "broken"), slow))
+	cfg.Workers = 1
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	p.waitStatus("1 ready", func(s Status) bool { return len(readyPIDs(s)) == 1 })
+	// A second worker is spawned and is slow to boot: nothing after the
+	// spawn touches the socket's flags.
+	if err := os.WriteFile(slow, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Scale(2, false); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("2 workers", func(s Status) bool { return len(s.Workers) == 2 })
+	// New connections, so the first worker goes back to accept after the
+	// spawn; a blocking accept only shows then.
+	c := unixClient(p.sock, 1)
+	c.Transport.(*http.Transport).DisableKeepAlives = true
+	for range 10 {
+		if _, err := get(c, "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(p.log.String(), "did not drain") {
+		t.Error("a worker had to be killed: its drain hung")
+	}
+}
+
 func TestPrestart(t *testing.T) {
 	tests := []struct {
 		name string
