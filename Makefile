@@ -13,7 +13,7 @@ build:
 test: lint unit integration
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './vendor/*' -not -path './build/*')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...

@@ -25,7 +25,7 @@ func runSupervised(t *testing.T, cfg Config, logs *logBuffer) (*supervisor.Super
 	log := zerolog.New(logs)
 	sup := supervisor.New(supervisor.Config{
 		LogLevel: "info", LogFormat: "json", ShutdownTimeout: 5 * time.Second, AdminListen: "127.0.0.1:0",
-	}, log.With().Str("component", "supervisor").Logger())
+	}, log.With().Str("component", "supervisor").Logger(), nil)
 	g, err := New(cfg, Deps{Log: log.With().Str("component", "dbcheck").Logger(), Metrics: sup.Registry()})
 	if err != nil {
 		t.Fatal(err)

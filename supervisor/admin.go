@@ -91,7 +91,12 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.Handle("POST /reload", s.control(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 		defer cancel()
-		if err := s.Reload(ctx); err != nil {
+		err := s.Reload(ctx)
+		if errors.Is(err, ErrNotRunning) {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
@@ -105,6 +110,8 @@ func (s *Supervisor) Handler() http.Handler {
 		}
 		got, err := s.Scale(n, relative)
 		switch {
+		case errors.Is(err, ErrNotRunning):
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		case errors.Is(err, ErrNoScaler):
 			writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		case err != nil:

@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"onebox/internal/proctest"
 	"onebox/supervisor"
 )
 
@@ -42,7 +41,7 @@ func pid1Main() int {
 		return 78
 	}
 	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
-	sup := supervisor.New(cfg, log)
+	sup := supervisor.New(cfg, log, nil)
 	sup.Add("spawner", &spawner{reaper: sup.Reaper(), command: os.Getenv("TEST_CHILD"), log: log})
 	if os.Getenv("TEST_FAIL") != "" {
 		sup.Add("failer", failer{})
@@ -157,9 +156,7 @@ func startBox(t *testing.T, child string, extraEnv ...string) *box {
 func (b *box) innerPid1() int {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", b.cmd.Process.Pid, b.cmd.Process.Pid))
-		if f := strings.Fields(string(raw)); len(f) > 0 {
-			pid, _ := strconv.Atoi(f[0])
+		if pid := proctest.FirstChild(b.cmd.Process.Pid); pid > 0 {
 			return pid
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -227,45 +224,12 @@ func (b *box) getStatus() supervisor.Status {
 	return st
 }
 
-// zombies lists the zombie children of the inner PID 1.
-func (b *box) zombies() []int {
-	var zs []int
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, d := range dirs {
-		raw, err := os.ReadFile(d)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may hold spaces, so split after ')'.
-		s := string(raw)
-		rest := s[strings.LastIndexByte(s, ')')+2:]
-		f := strings.Fields(rest)
-		if len(f) < 2 {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(f[1]); ppid == b.pid1 && f[0] == "Z" {
-			pid, _ := strconv.Atoi(strings.Fields(s)[0])
-			zs = append(zs, pid)
-		}
-	}
-	return zs
-}
-
 func TestPID1ReapsOrphansAndStopsCleanly(t *testing.T) {
 	// The shell starts 200 sleeps in the background and exits: they are
 	// re-parented to PID 1, which must reap every one of them.
-	b := startBox(t, `i=0; while [ $i -lt 200 ]; do sleep 0.2 & i=$((i+1)); done; exit 0`)
+	b := startBox(t, proctest.Orphans200)
 	b.waitFor("onebox is ready")
-	deadline := time.Now().Add(20 * time.Second)
-	for b.getStatus().Orphans < 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("reaped %d orphans, want 200", b.getStatus().Orphans)
-		}
-		time.Sleep(20 * time.Millisecond) // polling an observable count, not synchronising
-	}
-	if zs := b.zombies(); len(zs) > 0 {
-		t.Fatalf("zombies left under PID 1: %v", zs)
-	}
+	proctest.KillOrphans(t, b.pid1, 200, "sleep", func() int { return b.getStatus().Orphans })
 	start := time.Now()
 	b.signal(syscall.SIGTERM)
 	if code := b.wait(5 * time.Second); code != 0 {
@@ -311,6 +275,12 @@ func TestPID1KillsChildThatIgnoresTermAtBudget(t *testing.T) {
 	armed(t, ready)
 	start := time.Now()
 	b.signal(syscall.SIGTERM)
+	// onebox itself kills the child at the budget (not the kernel tearing
+	// down the namespace when PID 1 exits): it says so before exiting.
+	killed := b.waitFor("killed processes still running at the end of the stop")
+	if killed["processes"] != float64(1) {
+		t.Errorf("killed %v processes at the budget, want the 1 child", killed["processes"])
+	}
 	code := b.wait(10 * time.Second)
 	took := time.Since(start)
 	if code == 0 {

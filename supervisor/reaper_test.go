@@ -3,7 +3,11 @@ package supervisor_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -95,9 +99,21 @@ func (*discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func TestKillAllSignalsProcessGroups(t *testing.T) {
 	r := runReaper(t)
-	_, exited, err := r.Start(exec.Command("/bin/sh", "-c", "sleep 100 & wait"))
+	pidFile := filepath.Join(t.TempDir(), "grandchild")
+	_, exited, err := r.Start(exec.Command("/bin/sh", "-c", `sleep 100 & echo $! > "$0.tmp" && mv "$0.tmp" "$0"; wait`, pidFile))
 	if err != nil {
 		t.Fatal(err)
+	}
+	var grandchild int
+	deadline := time.Now().Add(10 * time.Second)
+	for grandchild == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the shell never wrote its child's pid")
+		}
+		time.Sleep(5 * time.Millisecond) // polling for the shell's readiness file
+		if raw, err := os.ReadFile(pidFile); err == nil {
+			grandchild, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+		}
 	}
 	if n := r.KillAll(syscall.SIGKILL); n != 1 {
 		t.Fatalf("KillAll signalled %d, want 1", n)
@@ -109,5 +125,18 @@ func TestKillAllSignalsProcessGroups(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("not reaped after KILL")
+	}
+	// The grandchild got the group's KILL too: it dies, is re-parented to
+	// this process (a subreaper while the reaper runs) and reaped. Killing
+	// only the shell would leave it sleeping for 100s.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", grandchild)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d still exists 10s after the group KILL", grandchild)
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, an observable state
 	}
 }

@@ -34,8 +34,11 @@ type Supervisor struct {
 	started time.Time
 
 	state     atomic.Value // string: starting, running, stopping
-	adminAddr atomic.Value // string
-	reloadM   sync.Mutex   // one reload at a time, whether from HUP or POST /reload
+	sigs      chan os.Signal
+	opCtx     context.Context    // reloads and scales; cancelled when the stop begins
+	opCancel  context.CancelFunc // cancels opCtx
+	adminAddr atomic.Value       // string
+	reloadM   sync.Mutex         // one reload at a time, whether from HUP or POST /reload
 
 	readyGauge prometheus.Gauge
 	reloads    *prometheus.CounterVec
@@ -54,14 +57,31 @@ type exit struct {
 	err error
 }
 
-// New returns a supervisor for cfg. Components are added with Add.
-func New(cfg Config, log zerolog.Logger) *Supervisor {
+// CatchSignals starts catching every signal the supervisor acts on and
+// returns the channel to hand to New. Call it first thing: a Go program that
+// has not called signal.Notify for TERM is killed by it with status 2, and a
+// PID 1 must not die of a TERM that arrives while it is still setting up.
+// Signals caught before Run are acted on when Run starts.
+func CatchSignals() chan os.Signal {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, append(stopSignals, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTTIN, syscall.SIGTTOU)...)
+	return sigs
+}
+
+// New returns a supervisor for cfg that acts on the signals caught by sigs
+// (from CatchSignals; nil catches them now). Components are added with Add.
+func New(cfg Config, log zerolog.Logger, sigs chan os.Signal) *Supervisor {
+	if sigs == nil {
+		sigs = CatchSignals()
+	}
 	s := &Supervisor{
 		cfg:    cfg,
 		log:    log,
 		reaper: NewReaper(log),
 		reg:    prometheus.NewRegistry(),
+		sigs:   sigs,
 	}
+	s.opCtx, s.opCancel = context.WithCancel(context.Background())
 	s.state.Store("starting")
 	s.readyGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "onebox_ready", Help: "1 when every component is ready and the box serves.",
@@ -104,10 +124,7 @@ var stopSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT}
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.started = time.Now()
 
-	// A Go PID 1 that has not called Notify for TERM is killed by it with
-	// status 2; every signal we act on is therefore caught here, first.
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, append(stopSignals, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTTIN, syscall.SIGTTOU)...)
+	sigs := s.sigs
 	defer signal.Stop(sigs)
 
 	reapCtx, stopReaping := context.WithCancel(context.Background())
@@ -174,7 +191,7 @@ loop:
 				s.log.Info().Str("signal", sig.String()).Msg("graceful stop")
 				break loop
 			}
-			s.handle(ctx, sig.(syscall.Signal))
+			s.handle(sig.(syscall.Signal))
 		case <-ctx.Done():
 			s.log.Info().Msg("graceful stop: context done")
 			break loop
@@ -187,6 +204,7 @@ loop:
 func (s *Supervisor) shutdown(n int, failure error, exits chan exit, sigs chan os.Signal) error {
 	s.state.Store("stopping")
 	s.readyGauge.Set(0)
+	s.opCancel() // a reload or scale in flight gives up; no new ones start
 	budget := time.NewTimer(s.cfg.ShutdownTimeout)
 	defer budget.Stop()
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
@@ -238,7 +256,7 @@ stopping:
 	}
 	if killed := s.reaper.KillAll(syscall.SIGKILL); killed > 0 {
 		s.log.Warn().Int("processes", killed).Msg("killed processes still running at the end of the stop")
-		s.awaitReaped(deadline.Add(time.Second))
+		s.awaitReaped(time.Now().Add(time.Second))
 	}
 	switch {
 	case failure != nil:
@@ -262,20 +280,22 @@ func (s *Supervisor) awaitReaped(until time.Time) {
 	}
 }
 
-// handle acts on a non-stop signal. It never blocks the loop: reloads run in
-// their own goroutine, serialised by reloadM.
-func (s *Supervisor) handle(ctx context.Context, sig syscall.Signal) {
+// handle acts on a non-stop signal. It never blocks the loop, which must
+// stay free for a TERM: reloads and scales run in their own goroutines.
+func (s *Supervisor) handle(sig syscall.Signal) {
 	switch sig {
 	case syscall.SIGHUP:
-		go func() { _ = s.Reload(ctx) }()
+		go func() { _ = s.Reload(s.opCtx) }()
 	case syscall.SIGTTIN, syscall.SIGTTOU:
 		n := 1
 		if sig == syscall.SIGTTOU {
 			n = -1
 		}
-		if _, err := s.Scale(n, true); err != nil {
-			s.log.Warn().Err(err).Str("signal", sig.String()).Msg("cannot scale")
-		}
+		go func() {
+			if _, err := s.Scale(n, true); err != nil {
+				s.log.Warn().Err(err).Str("signal", sig.String()).Msg("cannot scale")
+			}
+		}()
 	case syscall.SIGUSR1:
 		for _, p := range s.parts {
 			if r, ok := p.c.(LogReopener); ok {
@@ -292,6 +312,13 @@ func (s *Supervisor) handle(ctx context.Context, sig syscall.Signal) {
 func (s *Supervisor) Reload(ctx context.Context) error {
 	s.reloadM.Lock()
 	defer s.reloadM.Unlock()
+	if err := s.operable(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.opCtx, cancel)
+	defer stop()
 	var errs []error
 	for _, p := range s.parts {
 		r, ok := p.c.(Reloader)
@@ -317,8 +344,22 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 // ErrNoScaler is returned by Scale when no component scales (no pool).
 var ErrNoScaler = errors.New("no component scales: no worker pool is configured")
 
+// ErrNotRunning is returned by Reload and Scale before the box is ready or
+// once it is stopping: a reload must never start a generation during a stop.
+var ErrNotRunning = errors.New("not running")
+
+func (s *Supervisor) operable() error {
+	if st := s.state.Load(); st != "running" {
+		return fmt.Errorf("onebox is %s: %w", st, ErrNotRunning)
+	}
+	return nil
+}
+
 // Scale forwards to the first component that scales.
 func (s *Supervisor) Scale(n int, relative bool) (int, error) {
+	if err := s.operable(); err != nil {
+		return 0, err
+	}
 	for _, p := range s.parts {
 		if sc, ok := p.c.(Scaler); ok && p.state.Load() == "ready" {
 			got, err := sc.Scale(n, relative)

@@ -11,12 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"onebox/internal/proctest"
 )
 
 // These tests build the real onebox binary and run it, as PID 1 of a fresh
@@ -108,7 +109,7 @@ func TestBinaryAsPID1(t *testing.T) {
 		"APP_BIND=unix:"+filepath.Join(t.TempDir(), "app.sock"),
 		"APP_WORKERS=2",
 		// Leaves 200 orphans: they are re-parented to PID 1, which must reap them.
-		`APP_PRESTART=sh -c 'i=0; while [ $i -lt 200 ]; do sleep 0.2 & i=$((i+1)); done'`,
+		"APP_PRESTART=sh -c '"+proctest.Orphans200+"'",
 	)
 	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", onebox(t))
 	cmd.Env = env
@@ -186,24 +187,15 @@ func TestBinaryAsPID1(t *testing.T) {
 	}
 
 	// Every orphan is reaped: /status counts them, /proc shows no zombie.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, out := ctl("status", "--json")
+	pid1 := proctest.FirstChild(cmd.Process.Pid)
+	proctest.KillOrphans(t, pid1, 200, "sleep", func() int {
+		_, out := ctl("status", "--json")
 		var st struct {
 			Orphans int `json:"orphans_reaped"`
 		}
-		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Orphans >= 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("orphans not reaped within 20s: %s", out)
-		}
-		time.Sleep(20 * time.Millisecond) // polling an observable count
-	}
-	pid1 := childOf(t, cmd.Process.Pid)
-	if zs := zombiesOf(pid1); len(zs) > 0 {
-		t.Errorf("zombies under PID 1: %v", zs)
-	}
+		_ = json.Unmarshal([]byte(out), &st)
+		return st.Orphans
+	})
 
 	start := time.Now()
 	if err := syscall.Kill(pid1, syscall.SIGTERM); err != nil {
@@ -222,35 +214,10 @@ func TestBinaryAsPID1(t *testing.T) {
 	}
 }
 
-// childOf returns the first child of pid (unshare's forked PID 1).
-func childOf(t *testing.T, pid int) int {
-	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	f := strings.Fields(string(raw))
-	if err != nil || len(f) == 0 {
-		t.Fatalf("no child of unshare: %v", err)
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
 	}
-	n, _ := strconv.Atoi(f[0])
-	return n
-}
-
-// zombiesOf lists zombie children of pid, read from /proc.
-func zombiesOf(pid int) []int {
-	var zs []int
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range stats {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		s := string(raw)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) > 1 && f[0] == "Z" {
-			if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
-				p, _ := strconv.Atoi(strings.Fields(s)[0])
-				zs = append(zs, p)
-			}
-		}
-	}
-	return zs
+	os.Exit(code)
 }

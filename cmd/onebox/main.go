@@ -51,9 +51,10 @@ func (e *exitError) Error() string { return e.msg }
 func (e *exitError) ExitCode() int { return e.code }
 
 // exitCode prints err (unless the command already did) and maps it to the
-// process's exit status. A context.Canceled is not a failure.
+// process's exit status. Run returns nil after a clean stop, so any error,
+// even one wrapping context.Canceled, is a failure.
 func exitCode(err error, stderr io.Writer) int {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil {
 		return exitOK
 	}
 	if msg := err.Error(); msg != "" {
@@ -101,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ m
 		return noArgs(cmd, args, func() error { return check(stdout, stderr, environ) })
 	case "env":
 		return noArgs(cmd, args, func() error { writeReference(stdout); return nil })
-	case "version":
+	case "version", "--version", "-v":
 		return noArgs(cmd, args, func() error { fmt.Fprintln(stdout, "onebox", version()); return nil })
 	case "health":
 		return noArgs(cmd, args, func() error { return health(ctx, stdout, environ) })

@@ -113,6 +113,9 @@ Every secret (marked *secret*) also accepts NAME_FILE, a file whose trimmed cont
 				help += " *secret*"
 			}
 			fmt.Fprintf(w, "| `%s` | %s | %s |\n", f.Name, mdDefault(f.Default), mdEscape(help))
+			if f.Secret && !hasField(all, f.Name+"_FILE") {
+				fmt.Fprintf(w, "| `%s_FILE` | - | file whose trimmed content is %s (docker secrets) |\n", f.Name, f.Name)
+			}
 		}
 		fmt.Fprintln(w)
 		if sec.prefix == "PROXY_" {
@@ -126,6 +129,15 @@ Every secret (marked *secret*) also accepts NAME_FILE, a file whose trimmed cont
 	fmt.Fprint(w, "## Aliases\n\n| variable | meaning |\n| --- | --- |\n")
 	fmt.Fprint(w, "| `WEB_CONCURRENCY` | worker count, as gunicorn reads it; `APP_WORKERS` wins when both are set |\n")
 	fmt.Fprint(w, "| `PORT` | replaces the port of `PROXY_LISTEN`, as platforms that assign a port expect |\n")
+}
+
+func hasField(fields []field, name string) bool {
+	for _, f := range fields {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func mdDefault(d string) string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"time"
 
 	"onebox/appserver"
 	"onebox/dbcheck"
@@ -22,6 +23,9 @@ func shimMain(args []string) error { return appserver.ShimMain(args) }
 // serve is `onebox run`: validate, wire the components in start order
 // (database gate, pool, proxy) and hand them to the supervisor.
 func serve(ctx context.Context, stdout io.Writer, environ map[string]string) error {
+	// Before anything else: a TERM that arrives while we set up must start a
+	// clean stop, not kill PID 1 with Go's default exit status 2.
+	sigs := supervisor.CatchSignals()
 	s, warnings, ps := load(environ, false)
 	log := newLogger(s.Onebox, stdout)
 	if len(ps) > 0 {
@@ -39,7 +43,7 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 	log.Info().Str("component", "supervisor").Str("version", version()).Int("pid", os.Getpid()).
 		Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("onebox starting")
 
-	sup := supervisor.New(s.Onebox, log.With().Str("component", "supervisor").Logger())
+	sup := supervisor.New(s.Onebox, log.With().Str("component", "supervisor").Logger(), sigs)
 	reg := sup.Registry()
 
 	if s.MySQL.Enabled() {
@@ -77,7 +81,7 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 		Log:          log.With().Str("component", "proxy").Logger(),
 		Metrics:      reg,
 		AppBind:      appBind,
-		DrainTimeout: s.Onebox.ShutdownTimeout,
+		DrainTimeout: proxyDrain(s.Onebox.ShutdownTimeout),
 	})
 	if err != nil {
 		return fmt.Errorf("set up proxy: %w", err)
@@ -85,4 +89,13 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 	sup.Add("proxy", px)
 
 	return sup.Run(ctx)
+}
+
+// proxyDrain is the proxy's share of the one shutdown budget. Components stop
+// one after the other (proxy, then pool, then gate), so the proxy may not use
+// it all: the last quarter (at least a second, when the budget allows) is kept
+// for the workers to receive TERM and exit before the supervisor's SIGKILL.
+func proxyDrain(budget time.Duration) time.Duration {
+	reserve := max(budget/4, min(time.Second, budget/2))
+	return budget - reserve
 }

@@ -54,10 +54,12 @@ func load(environ map[string]string, strict bool) (Settings, []string, config.Pr
 		e[k] = v
 	}
 
+	aliased := map[string]string{} // canonical name → the alias its value came from
 	for alias, canonical := range aliases {
 		if v, ok := e[alias]; ok {
 			if _, set := e[canonical]; !set {
 				e[canonical] = v
+				aliased[canonical] = alias
 			} else if e[canonical] != v {
 				warnings = append(warnings, fmt.Sprintf("%s=%q ignored: %s=%q is set", alias, v, canonical, e[canonical]))
 			}
@@ -72,11 +74,14 @@ func load(environ map[string]string, strict bool) (Settings, []string, config.Pr
 			if listen == "" {
 				listen = ":8080"
 			}
-			host, _, err := net.SplitHostPort(listen)
-			if err != nil {
-				host = ""
+			// Keep the host: dropping it would silently widen a loopback-only
+			// listener to every interface.
+			if host, _, err := net.SplitHostPort(listen); err != nil {
+				ps = append(ps, config.Problem{Var: "PROXY_LISTEN", Value: listen,
+					Want: "host:port or :port, whose port PORT then replaces"})
+			} else {
+				e["PROXY_LISTEN"] = net.JoinHostPort(host, port)
 			}
-			e["PROXY_LISTEN"] = net.JoinHostPort(host, port)
 		}
 	}
 
@@ -86,9 +91,9 @@ func load(environ map[string]string, strict bool) (Settings, []string, config.Pr
 			continue
 		}
 		fileVar := f.Name + "_FILE"
-		path, ok := e[fileVar]
-		if !ok {
-			continue
+		path := e[fileVar]
+		if path == "" {
+			continue // unset or empty: as for every variable, empty means not set
 		}
 		if _, both := e[f.Name]; both {
 			ps = append(ps, config.Problem{Var: f.Name, Value: e[f.Name], Secret: true,
@@ -142,6 +147,14 @@ func load(environ map[string]string, strict bool) (Settings, []string, config.Pr
 			if !unparsed[p.Var] {
 				ps = append(ps, p)
 			}
+		}
+	}
+
+	// A bad value that came through an alias is reported under the name the
+	// user wrote.
+	for i, p := range ps {
+		if alias, ok := aliased[p.Var]; ok {
+			ps[i].Var = alias + " (alias of " + p.Var + ")"
 		}
 	}
 

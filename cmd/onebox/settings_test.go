@@ -76,6 +76,7 @@ func TestUnknownVariables(t *testing.T) {
 		{"secret file variant", "MYSQL_PASSWORD_FILE", ""},
 		{"site not listed", "PROXY_SITE_SHOP_ROOT", "PROXY_SITES"},
 		{"other prefix", "HOME", ""},
+		{"the mysql client's setting", "MYSQL_HOME", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := base(t, tc.key, "x")
@@ -146,6 +147,23 @@ func TestSecretsFilesAndMasking(t *testing.T) {
 	}
 }
 
+func TestMisspeltSecretIsNeverPrinted(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := check(&out, &errOut, base(t, "MYSQL_PASSWROD", "hunter2", "ONEBOX_ADMIN_TOKNE", "tok3n"))
+	if err == nil {
+		t.Fatal("check passed with two misspelt variables")
+	}
+	all := out.String() + errOut.String()
+	if strings.Contains(all, "hunter2") || strings.Contains(all, "tok3n") {
+		t.Fatalf("a misspelt secret was printed:\n%s", all)
+	}
+	for _, want := range []string{"did you mean MYSQL_PASSWORD?", "did you mean ONEBOX_ADMIN_TOKEN?"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("output lacks %q:\n%s", want, all)
+		}
+	}
+}
+
 func TestAliases(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -159,7 +177,9 @@ func TestAliases(t *testing.T) {
 		{"PORT", []string{"PORT", "9000"}, 0, ":9000", ""},
 		{"PORT keeps the host", []string{"PORT", "9000", "PROXY_LISTEN", "127.0.0.1:8080"}, 0, "127.0.0.1:9000", ""},
 		{"bad PORT", []string{"PORT", "http"}, 0, ":8080", "PORT"},
-		{"bad WEB_CONCURRENCY names the canonical variable", []string{"WEB_CONCURRENCY", "-2"}, 0, ":8080", "APP_WORKERS"},
+		{"bad WEB_CONCURRENCY is named as written", []string{"WEB_CONCURRENCY", "-2"}, 0, ":8080", "WEB_CONCURRENCY (alias of APP_WORKERS)"},
+		{"unparsable WEB_CONCURRENCY is named as written", []string{"WEB_CONCURRENCY", "abc"}, 0, ":8080", "WEB_CONCURRENCY (alias of APP_WORKERS)"},
+		{"PORT with a listener it cannot split", []string{"PORT", "9000", "PROXY_LISTEN", "127.0.0.1"}, 0, "", "PROXY_LISTEN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _, ps := load(base(t, tc.kv...), true)
@@ -236,6 +256,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--help"}, 0, "Usage:"},
 		{[]string{"status", "--help"}, 0, "Usage:"},
 		{[]string{"version"}, 0, "onebox "},
+		{[]string{"--version"}, 0, "onebox "},
 		{[]string{"frobnicate"}, 2, ""},
 		{[]string{"env", "extra"}, 2, ""},
 		{[]string{"scale"}, 2, ""},

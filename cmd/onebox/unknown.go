@@ -23,6 +23,13 @@ var (
 // (onebox check inside a worker) must not see them as typos.
 var workerVars = map[string]bool{"ONEBOX_WORKER_ID": true, "ONEBOX_HEARTBEAT_FD": true}
 
+// foreignVars are read by others under our shared prefixes: the mysql
+// client's environment (MYSQL_HOME is one edit from MYSQL_HOST).
+var foreignVars = map[string]bool{
+	"MYSQL_HOME": true, "MYSQL_PWD": true, "MYSQL_TCP_PORT": true, "MYSQL_UNIX_PORT": true,
+	"MYSQL_HISTFILE": true, "MYSQL_PS1": true, "MYSQL_TEST_LOGIN_FILE": true, "MYSQL_HISTIGNORE": true,
+}
+
 // unknownVars reports variables with one of our prefixes that no setting
 // reads, each with the closest known name when there is one.
 func unknownVars(e map[string]string, fields []field, siteNames []string) config.Problems {
@@ -51,7 +58,7 @@ func unknownVars(e map[string]string, fields []field, siteNames []string) config
 	sort.Strings(vars)
 	var ps config.Problems
 	for _, k := range vars {
-		if known[k] || workerVars[k] {
+		if known[k] || workerVars[k] || foreignVars[k] {
 			continue
 		}
 		own, shared := hasPrefix(k, ownPrefixes), hasPrefix(k, sharedPrefixes)
@@ -61,11 +68,13 @@ func unknownVars(e map[string]string, fields []field, siteNames []string) config
 		best, dist := closest(k, names)
 		close := dist <= max(2, len(k)/5)
 		switch {
+		// The value of an unknown variable is never shown: a misspelt secret
+		// (MYSQL_PASSWROD) must not reach the log in clear.
 		case strings.HasPrefix(k, "PROXY_SITE_"):
-			ps = append(ps, config.Problem{Var: k, Value: e[k],
+			ps = append(ps, config.Problem{Var: k, Value: e[k], Secret: true,
 				Want: "a setting of a site listed in PROXY_SITES (PROXY_SITE_<NAME>_ROOT, …)" + suggest(best, close)})
 		case own || close:
-			ps = append(ps, config.Problem{Var: k, Value: e[k], Secret: looksSecret(k),
+			ps = append(ps, config.Problem{Var: k, Value: e[k], Secret: true,
 				Want: "a known variable" + suggest(best, close)})
 		}
 	}
@@ -77,10 +86,6 @@ func suggest(best string, close bool) string {
 		return " (see onebox env)"
 	}
 	return fmt.Sprintf(": did you mean %s?", best)
-}
-
-func looksSecret(k string) bool {
-	return strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") || strings.Contains(k, "SECRET")
 }
 
 func hasPrefix(k string, prefixes []string) bool {
