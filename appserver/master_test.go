@@ -129,6 +129,34 @@ func TestPythonWorker(t *testing.T) {
 	}
 }
 
+// A worker that heartbeats, then closes fd 4 (as servers that close
+// inherited descriptors do) is judged by liveness from then on, not killed.
+func TestClosedHeartbeatIsNotATimeout(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 is required:", err)
+	}
+	script := filepath.Join(t.TempDir(), "worker.py")
+	src := strings.Replace(pyWorker, "srv.serve_forever()", "os.write(4, b\"ready\\n\")\nos.close(4)\nsrv.serve_forever()", 1)
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, py+" "+script)
+	cfg.Workers = 1
+	cfg.Timeout = 300 * time.Millisecond
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	pid := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
+	// Several timeouts long: no event marks "nothing happened".
+	time.Sleep(4 * cfg.Timeout)
+	if s := p.status(); len(s.Workers) != 1 || s.Workers[0].PID != pid {
+		t.Fatalf("worker %d replaced: %+v", pid, s.Workers)
+	}
+	if got := p.metric("onebox_app_worker_timeouts_total"); got != 0 {
+		t.Errorf("%v timeouts", got)
+	}
+}
+
 func TestBootFailureHalts(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -172,6 +172,12 @@ func dropEnv(env []string, name string) []string {
 // life; the Go side's lines also report requests (see worker/protocol.go).
 func (m *Master) readHeartbeat(w *proc, f *os.File) {
 	defer f.Close()
+	// EOF while the worker lives means it closed fd 4 (some servers close
+	// inherited descriptors): from then on it is judged by liveness alone.
+	defer func() {
+		w.lastBeat.Store(0)
+		w.busy.Store(nil)
+	}()
 	r := bufio.NewReaderSize(f, 1024)
 	first := true
 	for {
