@@ -28,7 +28,7 @@ func TestGuestbook(t *testing.T) {
 	s := startStack(t)
 
 	t.Run("page through the proxy", func(t *testing.T) {
-		want, err := os.ReadFile(filepath.Join(suite.repo, "examples", "guestbook", "static", "index.html"))
+		want, err := os.ReadFile(filepath.Join(suite.context, "examples", "guestbook", "static", "index.html"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,9 +48,11 @@ func TestGuestbook(t *testing.T) {
 		if err != nil || code != http.StatusOK || !strings.Contains(body, text) {
 			t.Fatalf("GET /api/messages = %d, %v, %s; want 200 listing %q", code, err, body, text)
 		}
-		if dump := s.mysqlDump(t); !strings.Contains(dump, text) {
+		dump := s.mysqlDump(t)
+		if !strings.Contains(dump, text) {
 			t.Fatalf("the message is not in the database; dump:\n%s", dump)
 		}
+		t.Logf("dump %d bytes: %s", len(dump), firstLineWith(dump, text))
 	})
 
 	t.Run("second site chosen by Host header", func(t *testing.T) {
@@ -127,17 +129,16 @@ func TestGuestbook(t *testing.T) {
 			t.Errorf("image user = %q, want a numeric non-root user", ins.Config.User)
 		}
 		// From inside onebox's PID namespace: every process runs as a non-root
-		// uid, and onebox's root really is read-only (a root sidecar cannot
-		// write there, but can write to the /run tmpfs).
-		out := s.sidecar(`
-			for f in /proc/[0-9]*/status; do
-				name=$(awk '/^Name:/{print $2}' $f); uid=$(awk '/^Uid:/{print $2}' $f)
-				case "$name" in onebox|guestbook) echo "$name $uid";; esac
-			done
-			touch /proc/1/root/etc/onebox-write-test 2>&1 || true
+		// uid, and onebox's root really is read-only: its user cannot write
+		// even to the image's world-writable /tmp, only to the /run tmpfs.
+		out := s.sidecar(`for f in /proc/[0-9]*/status; do
+			name=$(awk '/^Name:/{print $2}' $f); uid=$(awk '/^Uid:/{print $2}' $f)
+			case "$name" in onebox|guestbook) echo "$name $uid";; esac
+		done`)
+		fs := s.sidecarAs(ins.Config.User, `touch /proc/1/root/tmp/onebox-write-test 2>&1 || true
 			touch /proc/1/root/run/onebox-write-test && echo run-writable`)
-		if !strings.Contains(out, "Read-only file system") || !strings.Contains(out, "run-writable") {
-			t.Errorf("root file system not read-only or /run not writable:\n%s", out)
+		if !strings.Contains(fs, "Read-only file system") || !strings.Contains(fs, "run-writable") {
+			t.Errorf("root file system not read-only or /run not writable:\n%s", fs)
 		}
 		procs := 0
 		for _, line := range strings.Split(out, "\n") {

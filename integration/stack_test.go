@@ -145,7 +145,8 @@ func mustWrite(t *testing.T, path, content string) {
 	}
 }
 
-// dumpLogs prints the tail of every container's log of the project.
+// dumpLogs saves every container's whole log under
+// build/integration/logs/ and prints the tail of each.
 func (s *stack) dumpLogs() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -154,17 +155,23 @@ func (s *stack) dumpLogs() {
 		s.t.Logf("list containers for logs: %v", err)
 		return
 	}
+	dir := filepath.Join(suite.repo, "build", "integration", "logs")
+	_ = os.MkdirAll(dir, 0o755)
 	for _, c := range cts {
 		logs, err := s.dc.Logs(ctx, c.ID)
 		if err != nil {
 			s.t.Logf("logs of %s: %v", c.Name, err)
 		}
+		file := filepath.Join(dir, c.Name+".log")
+		if err := os.WriteFile(file, []byte(logs), 0o644); err != nil {
+			file = "not saved: " + err.Error()
+		}
 		lines := strings.Split(strings.TrimRight(logs, "\n"), "\n")
-		const keep = 300
+		const keep = 150
 		if len(lines) > keep {
 			lines = append([]string{fmt.Sprintf("… %d earlier lines", len(lines)-keep)}, lines[len(lines)-keep:]...)
 		}
-		s.t.Logf("---- logs of %s (%s) ----\n%s", c.Name, c.State, strings.Join(lines, "\n"))
+		s.t.Logf("---- logs of %s (%s; whole log in %s) ----\n%s", c.Name, c.State, file, strings.Join(lines, "\n"))
 	}
 }
 
@@ -208,8 +215,17 @@ func (s *stack) exec(args ...string) docker.ExecResult {
 // own orphans are re-parented to onebox. The scratch image has no shell.
 func (s *stack) sidecar(script string) string {
 	s.t.Helper()
+	return s.sidecarAs("", script)
+}
+
+// sidecarAs runs the sidecar as another user ("10001:10001"): reaching a
+// process's /proc/<pid>/root needs its uid (or CAP_SYS_PTRACE, which docker
+// does not grant).
+func (s *stack) sidecarAs(user, script string) string {
+	s.t.Helper()
 	res, err := s.dc.Run(s.ctx(2*time.Minute), docker.RunOptions{
 		Image:   baseImage,
+		User:    user,
 		PIDMode: "container:" + s.onebox.ID,
 		Network: "none",
 		Cmd:     []string{"bash", "-c", script},
