@@ -183,6 +183,9 @@ type BootError struct {
 }
 
 func (e *BootError) Error() string {
+	if e.PID == 0 {
+		return "worker failed to start: " + e.Status
+	}
 	return fmt.Sprintf("worker failed to boot: worker %d (pid %d) %s", e.Worker, e.PID, e.Status)
 }
 
@@ -206,6 +209,14 @@ func (m *Master) Run(ctx context.Context) error {
 	defer close(m.done)
 	m.out = newOutput(m.wlog, m.met)
 	defer m.out.close()
+	if m.cfg.Dir != "" {
+		// Checked here, not in Validate: the directory may appear (a volume
+		// mounted) between validation and start. A failed chdir in the
+		// child is reported by os/exec as the program missing.
+		if fi, err := os.Stat(m.cfg.Dir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("APP_DIR %q is not a directory", m.cfg.Dir)
+		}
+	}
 	if len(m.prestart) > 0 {
 		if err := m.runPrestart(ctx); err != nil || ctx.Err() != nil {
 			return err

@@ -207,6 +207,39 @@ func TestBootFailureHalts(t *testing.T) {
 	}
 }
 
+func TestStartFailureHalts(t *testing.T) {
+	tests := []struct {
+		name, dir, command, want string
+	}{
+		{"missing APP_DIR", filepath.Join(t.TempDir(), "missing"), goCommand("go"), "APP_DIR"},
+		{"missing program", "", "no-such-program-here --bind fd://3", "no-such-program-here"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, tt.command)
+			cfg.Dir = tt.dir
+			p := startPool(t, cfg, func(m *Master) { m.maxBootFailures = 2 })
+			select {
+			case err := <-p.err:
+				p.err <- err
+				if err == nil || !strings.Contains(err.Error()+strings.Join(bootTail(err), "\n"), tt.want) {
+					t.Fatalf("Run = %v, want an error naming %s", err, tt.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("a pool whose workers cannot start did not halt")
+			}
+		})
+	}
+}
+
+func bootTail(err error) []string {
+	var be *BootError
+	if errors.As(err, &be) {
+		return be.Stderr
+	}
+	return nil
+}
+
 func TestWorkerOutputLogged(t *testing.T) {
 	cfg := testConfig(t, goCommand("go"))
 	cfg.Workers = 1
