@@ -178,8 +178,16 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		}
 		reused := c.reused
 		c.close()
+		// A head that failed half-way may have left upstream headers
+		// (Set-Cookie…) in the client's map: they must not reach the
+		// error page or pile up on the retry.
+		for k := range h {
+			if k != "Server" && k != "Connection" {
+				delete(h, k)
+			}
+		}
 		if errors.Is(err, errBodyTooLarge) {
-			h["Connection"] = hdrClose
+			closeAfter(w, r)
 			writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
 			return
 		}

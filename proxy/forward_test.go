@@ -164,6 +164,13 @@ func TestForwardFailures(t *testing.T) {
 			t.Errorf("%d %q, want 502", resp.StatusCode, body)
 		}
 	})
+	t.Run("malformed response is 502 without its headers", func(t *testing.T) {
+		_, addr := proxyTo(t, up.target, nil)
+		resp, _ := get(t, addr, "", "/malformed")
+		if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Set-Cookie") != "" {
+			t.Errorf("%d Set-Cookie %q, want 502 and none", resp.StatusCode, resp.Header.Get("Set-Cookie"))
+		}
+	})
 	t.Run("stale pooled connection is retried", func(t *testing.T) {
 		_, addr := proxyTo(t, up.target, nil)
 		sent := 0

@@ -363,13 +363,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handle(w *recorder, r *http.Request, st *site) {
-	if r.ProtoMajor == 1 && r.TransferEncoding != nil {
+	if r.TransferEncoding != nil {
 		// RFC 9112 §6.1: net/http drops Content-Length when both it and
 		// Transfer-Encoding arrive, but keeps the connection, which is
 		// what request smuggling needs. The headers are gone by now, so
 		// every request with a Transfer-Encoding gets its connection
 		// closed after the response.
-		w.Header()["Connection"] = hdrClose
+		closeAfter(w, r)
 	}
 	switch r.Method {
 	case http.MethodTrace, http.MethodConnect:
@@ -377,14 +377,14 @@ func (s *Server) handle(w *recorder, r *http.Request, st *site) {
 		return
 	}
 	if s.maxBody > 0 && r.ContentLength > s.maxBody {
-		w.Header()["Connection"] = hdrClose
+		closeAfter(w, r)
 		writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
 		return
 	}
 	clean, dot, ok := cleanURLPath(r.URL.Path)
 	if !ok || hasEncodedSeparator(r.URL.RawPath) {
 		// Malformed: answer and close, as net/http does for its own 400s.
-		w.Header()["Connection"] = hdrClose
+		closeAfter(w, r)
 		writeStatusPage(w, r, http.StatusBadRequest)
 		return
 	}
@@ -425,6 +425,14 @@ func (s *Server) handle(w *recorder, r *http.Request, st *site) {
 		if dot || s.tryCandidate(w, r, st, st.root, u, dir, u) != tryDone {
 			writeStatusPage(w, r, http.StatusNotFound)
 		}
+	}
+}
+
+// closeAfter makes net/http close an HTTP/1 connection after this
+// response (HTTP/2 has no such header; its streams are independent).
+func closeAfter(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header()["Connection"] = hdrClose
 	}
 }
 

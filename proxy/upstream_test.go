@@ -107,6 +107,15 @@ func upstreamMain() {
 		_ = c.Close()
 		closed.Add(1)
 	})
+	mux.HandleFunc("/malformed", func(w http.ResponseWriter, r *http.Request) {
+		c, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nSet-Cookie: session=leak\r\nBad Line Without Colon\r\n\r\n")
+		_ = bw.Flush()
+		_ = c.Close()
+	})
 	mux.HandleFunc("/closed", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, strconv.FormatInt(closed.Load(), 10))
 	})
