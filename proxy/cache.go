@@ -143,6 +143,18 @@ func devIno(fi fs.FileInfo) (dev, ino uint64) {
 	return 0, 0
 }
 
+// getBytes is get for a name built in a buffer: a fresh cached entry is
+// found without converting the name to a string.
+func (c *fileCache) getBytes(name []byte) *fileEntry {
+	c.mu.RLock()
+	e := c.m[string(name)]
+	c.mu.RUnlock()
+	if e != nil && c.now()-e.checked.Load() < int64(cacheValid) {
+		return e
+	}
+	return c.get(string(name))
+}
+
 // load looks name up afresh.
 func (c *fileCache) load(name string) *fileEntry {
 	f, err := c.root.Open(name)

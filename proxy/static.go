@@ -125,9 +125,17 @@ func (s *Server) tryCandidate(w http.ResponseWriter, r *http.Request, st *site, 
 }
 
 func (st *site) findIndex(fr *fileRoot, dir string) *fileEntry {
-	base := strings.TrimSuffix(dir, "/")
+	base := strings.Trim(dir, "/")
+	var buf [256]byte
 	for _, ix := range st.index {
-		e := fr.cache.get(relName(base + "/" + ix))
+		// Build "dir/index.html" on the stack: a cache hit then costs no
+		// allocation.
+		b := buf[:0]
+		if base != "" {
+			b = append(append(b, base...), '/')
+		}
+		b = append(b, ix...)
+		e := fr.cache.getBytes(b)
 		if e.kind == kindFile {
 			return e
 		}
