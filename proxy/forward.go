@@ -327,14 +327,20 @@ func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err erro
 func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string, body io.Reader) error {
 	bw := c.bw
 	uri := r.RequestURI
-	if uri == "" || r.ProtoMajor != 1 {
+	if uri == "" || uri[0] != '/' || r.ProtoMajor != 1 {
+		// HTTP/2, or an absolute-form target ("GET http://x/p"): the
+		// upstream gets the origin form.
 		uri = r.URL.RequestURI()
+	}
+	host := r.Host
+	if host == "" {
+		host = "localhost" // HTTP/1.0 without Host; HTTP/1.1 upstreams require one
 	}
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
 	bw.WriteString(uri)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(r.Host)
+	bw.WriteString(host)
 	bw.WriteString("\r\n")
 	peer := peerAddr(r.RemoteAddr)
 	trusted := len(s.trusted) > 0 && s.isTrusted(peer)

@@ -78,6 +78,22 @@ func TestForwardHeaders(t *testing.T) {
 	}
 }
 
+// TestForwardRequestLine: absolute-form targets and HTTP/1.0 without Host
+// reach the upstream in the form every HTTP/1.1 server accepts.
+func TestForwardRequestLine(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+	for raw, want := range map[string]string{
+		"GET http://site.test/echo?a=1 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n": `"uri":"/echo?a=1","host":"site.test"`,
+		"GET /echo HTTP/1.0\r\n\r\n": `"uri":"/echo","host":"localhost"`,
+	} {
+		resp := rawRequest(t, addr, raw)
+		if resp.status != 200 || !strings.Contains(resp.body, want) {
+			t.Errorf("%q: %d %s, want %s", raw, resp.status, resp.body, want)
+		}
+	}
+}
+
 func TestForwardResponseHeadersAndKeepAlive(t *testing.T) {
 	for _, unix := range []bool{true, false} {
 		t.Run("unix="+strconv.FormatBool(unix), func(t *testing.T) {
