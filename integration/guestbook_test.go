@@ -240,49 +240,73 @@ func TestGuestbook(t *testing.T) {
 		}
 	})
 
-	t.Run("database down then up: not ready, 503, ready again, never restarted", func(t *testing.T) {
-		ctx := s.ctx(3 * time.Minute)
-		before, err := s.dc.Inspect(ctx, s.onebox.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.dc.Stop(ctx, s.db.ID, 20*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		stopped := time.Now()
-		eventually(t, 15*time.Second, "onebox not ready (onebox health fails)", func() (bool, string) {
-			res := s.exec("onebox", "health")
-			return res.ExitCode != 0, strings.TrimSpace(res.Stdout + res.Stderr)
-		})
-		t.Logf("not ready %s after the database stopped", time.Since(stopped).Round(100*time.Millisecond))
-		eventually(t, 15*time.Second-time.Since(stopped), "the API answers 503", func() (bool, string) {
-			code, body, err := s.get("/api/messages", "")
-			return code == http.StatusServiceUnavailable, fmt.Sprint(code, " ", body, " ", err)
-		})
-		if code, _, err := s.get("/", ""); err != nil || code != http.StatusOK {
-			t.Errorf("static page while the database is down = %d, %v; want 200", code, err)
-		}
+	// Two ways to lose the database: the server stops (connections are
+	// refused, its name stops resolving), or its network is cut (packets to
+	// the old address go nowhere, so only timeouts tell).
+	outages := []struct {
+		name         string
+		cut, restore func(ctx context.Context) error
+	}{
+		{
+			name:    "stopped",
+			cut:     func(ctx context.Context) error { return s.dc.Stop(ctx, s.db.ID, 20*time.Second) },
+			restore: func(ctx context.Context) error { return s.dc.Start(ctx, s.db.ID) },
+		},
+		{
+			name:    "network cut",
+			cut:     func(ctx context.Context) error { return s.dc.Disconnect(ctx, s.network(t), s.db.ID) },
+			restore: func(ctx context.Context) error { return s.dc.Connect(ctx, s.network(t), s.db.ID, "db") },
+		},
+	}
+	for _, o := range outages {
+		t.Run("database "+o.name+": not ready, 503, ready again, never restarted", func(t *testing.T) {
+			ctx := s.ctx(3 * time.Minute)
+			before, err := s.dc.Inspect(ctx, s.onebox.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := o.cut(ctx); err != nil {
+				t.Fatal(err)
+			}
+			cut := time.Now()
+			eventually(t, 15*time.Second, "onebox not ready (onebox health fails)", func() (bool, string) {
+				res := s.exec("onebox", "health")
+				return res.ExitCode != 0, strings.TrimSpace(res.Stdout + res.Stderr)
+			})
+			t.Logf("%s: not ready %s after the outage began", o.name, time.Since(cut).Round(100*time.Millisecond))
+			if st := s.status(); st.Ready || !strings.Contains(st.raw, "dbcheck") {
+				t.Errorf("status while the database is %s: ready=%v, not_ready=%q", o.name, st.Ready, st.NotReady)
+			}
+			eventually(t, 15*time.Second-time.Since(cut), "the API answers 503", func() (bool, string) {
+				code, body, err := s.get("/api/messages", "")
+				return code == http.StatusServiceUnavailable, fmt.Sprint(code, " ", body, " ", err)
+			})
+			if code, _, err := s.get("/", ""); err != nil || code != http.StatusOK {
+				t.Errorf("static page while the database is %s = %d, %v; want 200", o.name, code, err)
+			}
 
-		if err := s.dc.Start(ctx, s.db.ID); err != nil {
-			t.Fatal(err)
-		}
-		started := time.Now()
-		eventually(t, 90*time.Second, "onebox ready again", func() (bool, string) {
-			res := s.exec("onebox", "health")
-			return res.ExitCode == 0, strings.TrimSpace(res.Stdout + res.Stderr)
+			if err := o.restore(ctx); err != nil {
+				t.Fatal(err)
+			}
+			restored := time.Now()
+			eventually(t, 90*time.Second, "onebox ready again", func() (bool, string) {
+				res := s.exec("onebox", "health")
+				return res.ExitCode == 0, strings.TrimSpace(res.Stdout + res.Stderr)
+			})
+			t.Logf("%s: ready %s after the database was back", o.name, time.Since(restored).Round(100*time.Millisecond))
+			eventually(t, 30*time.Second, "the API answers 200 again", func() (bool, string) {
+				code, body, err := s.get("/api/messages", "")
+				return code == http.StatusOK, fmt.Sprint(code, " ", body, " ", err)
+			})
+			after, err := s.dc.Inspect(ctx, s.onebox.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.RestartCount != before.RestartCount || after.State.StartedAt != before.State.StartedAt || after.State.Pid != before.State.Pid {
+				t.Fatalf("onebox was restarted: restarts %d → %d, started %s → %s", before.RestartCount, after.RestartCount, before.State.StartedAt, after.State.StartedAt)
+			}
 		})
-		t.Logf("ready %s after the database started", time.Since(started).Round(100*time.Millisecond))
-		if code, body, err := s.get("/api/messages", ""); err != nil || code != http.StatusOK {
-			t.Fatalf("GET /api/messages after recovery = %d, %v, %s", code, err, body)
-		}
-		after, err := s.dc.Inspect(ctx, s.onebox.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if after.RestartCount != before.RestartCount || after.State.StartedAt != before.State.StartedAt || after.State.Pid != before.State.Pid {
-			t.Fatalf("onebox was restarted: restarts %d → %d, started %s → %s", before.RestartCount, after.RestartCount, before.State.StartedAt, after.State.StartedAt)
-		}
-	})
+	}
 }
 
 // TestDockerStopDrains stops onebox while a slow request is in flight: the

@@ -175,6 +175,19 @@ func (s *stack) dumpLogs() {
 	}
 }
 
+// network is the project's network, which compose names after the project.
+func (s *stack) network(t *testing.T) string {
+	t.Helper()
+	nets, err := s.dc.Networks(s.ctx(time.Minute), s.onebox.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nets) != 1 {
+		t.Fatalf("onebox is on networks %v, want exactly one", nets)
+	}
+	return nets[0]
+}
+
 // ctx gives a step of a test its own deadline.
 func (s *stack) ctx(d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
