@@ -125,7 +125,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		done:            make(chan struct{}),
 		bootWindow:      time.Second,
 		abortGrace:      time.Second,
-		tick:            50 * time.Millisecond,
+		tick:            100 * time.Millisecond,
 		maxBootFailures: 5,
 		reloadTimeout:   time.Minute,
 		workers:         make(map[int]*proc),

@@ -120,6 +120,7 @@ func (m *Master) spawn(gen int) (*proc, error) {
 		worker.EnvGracefulTimeout+"="+m.drain.String(),
 		worker.EnvMaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests),
 		worker.EnvMaxJitter+"="+strconv.Itoa(m.cfg.MaxRequestsJitter),
+		worker.EnvWorkers+"="+strconv.Itoa(m.target),
 	)
 	cmd.ExtraFiles = []*os.File{m.lf, hbW} // fd 3, fd 4
 	cmd.Stdout, cmd.Stderr = outW, errW

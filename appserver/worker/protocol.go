@@ -25,7 +25,8 @@ const (
 	EnvGracefulTimeout = "ONEBOX_GRACEFUL_TIMEOUT" // Go duration: drain budget on TERM/QUIT
 	EnvMaxRequests     = "ONEBOX_MAX_REQUESTS"     // retire after this many requests; 0 = never
 	EnvMaxJitter       = "ONEBOX_MAX_REQUESTS_JITTER"
-	EnvPort            = "PORT" // the plain TCP port when run alone, without onebox
+	EnvWorkers         = "ONEBOX_WORKERS" // the pool's worker count when this worker was started
+	EnvPort            = "PORT"           // the plain TCP port when run alone, without onebox
 
 	// ListenFD is the first inherited socket (SD_LISTEN_FDS_START).
 	ListenFD = 3

@@ -317,6 +317,23 @@ func TestLimit(t *testing.T) {
 	}
 }
 
+func TestProcsFor(t *testing.T) {
+	tests := []struct{ procs, workers, want int }{
+		{2, 0, 0}, // not under a pool: leave it
+		{2, 1, 0},
+		{2, 2, 1},
+		{2, 5, 1},
+		{8, 3, 3},
+		{8, 17, 1},
+		{16, 4, 4},
+	}
+	for _, tt := range tests {
+		if got := worker.ProcsFor(tt.procs, tt.workers); got != tt.want {
+			t.Errorf("ProcsFor(%d, %d) = %d, want %d", tt.procs, tt.workers, got, tt.want)
+		}
+	}
+}
+
 func TestFromEnvRejectsBadValues(t *testing.T) {
 	tests := []struct {
 		env  map[string]string
