@@ -23,7 +23,11 @@ type Reaper struct {
 	log zerolog.Logger
 
 	// mu is held across fork+register and across each reap pass, so a child
-	// that exits at once can never be reaped before its pid is registered.
+	// that exits at once can never be reaped before its pid is registered:
+	// there is no "status of a pid not yet registered" to keep. Any status
+	// Reap finds without a waiter is an orphan's (re-parented to us), which
+	// nobody will ever ask for. TestReaperLosesNoStatusUnderConcurrency holds
+	// this with children that exit immediately.
 	mu      sync.Mutex
 	waiters map[int]chan syscall.WaitStatus
 	orphans int // reaped processes nobody registered (re-parented to us)
