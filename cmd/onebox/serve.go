@@ -63,8 +63,10 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 		if err != nil {
 			return fmt.Errorf("find own executable for the worker shim: %w", err)
 		}
+		workerLog := log.With().Str("component", "worker").Logger()
 		master, err := appserver.New(s.App, appserver.Deps{
 			Log:             log.With().Str("component", "appserver").Logger(),
+			WorkerLog:       &workerLog,
 			Metrics:         reg,
 			Start:           sup.Reaper().Start,
 			ShutdownTimeout: s.Onebox.ShutdownTimeout,
