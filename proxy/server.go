@@ -55,6 +55,8 @@ type Server struct {
 	cert      atomic.Pointer[tls.Certificate]
 	tlsPort   string
 	startedAt atomic.Int64 // unix nanoseconds when Run opened the listeners
+	ready     chan struct{} // closed once the listeners are bound
+	readyOnce sync.Once
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -82,7 +84,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if ps := cfg.Validate(); len(ps) > 0 {
 		return nil, fmt.Errorf("invalid proxy configuration: %w", ps.Err())
 	}
-	s := &Server{cfg: cfg, log: deps.Log, drain: deps.DrainTimeout, maxBody: int64(cfg.ClientMaxBodySize)}
+	s := &Server{cfg: cfg, log: deps.Log, drain: deps.DrainTimeout, maxBody: int64(cfg.ClientMaxBodySize), ready: make(chan struct{})}
 	if s.drain <= 0 {
 		s.drain = 10 * time.Second
 	}
@@ -243,6 +245,10 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln, tln)
 }
 
+// Ready is closed once the listeners are bound: the supervisor reports the box
+// ready only then, never while a connection would still be refused.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Serve is Run on listeners opened by the caller (tests, socket hand-over);
 // tlsLn may be nil. Both are closed on return.
 func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
@@ -277,6 +283,7 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 		go func() { errc <- ts.ServeTLS(tlsLn, "", "") }()
 	}
 	s.log.Info().Str("listen", ln.Addr().String()).Bool("tls", tlsLn != nil).Int("sites", len(s.sites)).Msg("proxy listening")
+	s.readyOnce.Do(func() { close(s.ready) })
 
 	var runErr error
 	select {

@@ -19,7 +19,9 @@ type Component interface {
 // Readier is implemented by components that need time before the next one in
 // the start order may start (the database gate before the pool, the pool
 // before the proxy). The channel is closed once, when the component is ready.
-// Components without it are ready as soon as they start.
+// Components without it are ready as soon as they start, so a component
+// that binds a listener must implement it and close the channel only once
+// bound: the box must not report ready while connections are refused.
 type Readier interface {
 	Ready() <-chan struct{}
 }
