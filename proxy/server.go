@@ -54,7 +54,7 @@ type Server struct {
 
 	cert      atomic.Pointer[tls.Certificate]
 	tlsPort   string
-	startedAt atomic.Int64 // unix nanoseconds when Run opened the listeners
+	startedAt atomic.Int64  // unix nanoseconds when Run opened the listeners
 	ready     chan struct{} // closed once the listeners are bound
 	readyOnce sync.Once
 
