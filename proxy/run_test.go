@@ -127,3 +127,36 @@ func toJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestReadyAfterListen: Ready closes once Serve runs on bound listeners,
+// never before.
+func TestReadyAfterListen(t *testing.T) {
+	s, err := New(envConfig(t, map[string]string{"TRY_FILES": "=404"}), Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Ready():
+		t.Fatal("ready before any listener exists")
+	default:
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, nil) }()
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready after Serve started")
+	}
+	if resp := rawRequest(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); resp.status != 404 {
+		t.Errorf("status %d, want 404", resp.status)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}
