@@ -24,7 +24,7 @@ unit:
 # The docker-compose suite builds the local images it needs first (no
 # registry is needed, see images/).
 integration: images
-	$(GO) test -tags integration -count=1 -timeout 45m ./integration/...
+	$(GO) test -tags integration -count=1 -timeout 45m ./docker/... ./integration/...
 
 images:
 	./images/build.sh
