@@ -172,6 +172,19 @@ func TestForwardFailures(t *testing.T) {
 			t.Errorf("%d %q, want 504", resp.StatusCode, body)
 		}
 	})
+	t.Run("read timeout fires once", func(t *testing.T) {
+		// A read that timed out must end the exchange: bufio reads again
+		// after an error, which must not wait a second full timeout.
+		// Within the refresh slack the timeout holds in [0.75 s, 1 s];
+		// doubled it would pass 1.5 s.
+		_, addr := proxyTo(t, up.target, map[string]string{"READ_TIMEOUT": "1s"})
+		get(t, addr, "", "/hello") // a pooled connection, so the request is a reused one
+		start := time.Now()
+		resp, _ := get(t, addr, "", "/slow?ms=4000")
+		if took := time.Since(start); resp.StatusCode != http.StatusGatewayTimeout || took > 1450*time.Millisecond {
+			t.Errorf("%d after %v, want 504 after about 1s", resp.StatusCode, took)
+		}
+	})
 	t.Run("no upstream is 502", func(t *testing.T) {
 		s, addr := proxyTo(t, "unix:"+filepath.Join(t.TempDir(), "none.sock"), nil)
 		s.startedAt.Store(time.Now().Add(-time.Hour).UnixNano()) // past the start-up wait

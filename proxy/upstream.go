@@ -62,6 +62,7 @@ func (u *upstream) String() string { return u.label }
 type upConn struct {
 	nc       net.Conn
 	readDL   time.Time // deadlines currently set on nc
+	rerr     error     // the first read error, returned by every later Read
 	writeDL  time.Time
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -78,13 +79,22 @@ var (
 )
 
 func (c *upConn) Read(p []byte) (int, error) {
+	if c.rerr != nil {
+		// Sticky: bufio retries a read after returning its error, and a
+		// fresh deadline would make a read timeout fire twice.
+		return 0, c.rerr
+	}
 	if t := c.u.readTimeout; t > 0 {
 		if now := time.Now(); needsRefresh(c.readDL, now, t) {
 			c.readDL = now.Add(t)
 			_ = c.nc.SetReadDeadline(c.readDL)
 		}
 	}
-	return c.nc.Read(p)
+	n, err := c.nc.Read(p)
+	if err != nil {
+		c.rerr = err
+	}
+	return n, err
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
