@@ -150,6 +150,9 @@ func (r *Reaper) Orphans() int {
 func (r *Reaper) KillAll(sig syscall.Signal) int {
 	pids := r.Running()
 	for _, pid := range pids {
+		if pid <= 0 {
+			continue // kill(0) or kill(-1) would signal our group or everything
+		}
 		// The group first (the child's own children), then the pid itself in
 		// case it has left its group.
 		_ = syscall.Kill(-pid, sig)

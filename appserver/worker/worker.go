@@ -234,6 +234,15 @@ func (o Options) Serve(h http.Handler) error {
 	ctx, cancel := context.WithTimeout(context.Background(), o.GracefulTimeout)
 	defer cancel()
 	err := srv.Shutdown(ctx)
+	if err == nil {
+		// Workers share one listening socket, so a connection accepted just
+		// as Shutdown closed the listener may not be tracked yet, and the
+		// first Shutdown can return without it: the request would be dropped
+		// when the process exits (seen as a rare 502 during reloads). Once
+		// Serve has returned, every accepted connection is tracked; drain again.
+		<-served
+		err = srv.Shutdown(ctx)
+	}
 	// Beat until the drain ends, so the master never mistakes a long drain
 	// for a hang.
 	close(stopBeat)
