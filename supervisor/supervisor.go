@@ -35,6 +35,7 @@ type Supervisor struct {
 
 	state     atomic.Value // string: starting, running, stopping
 	sigs      chan os.Signal
+	deadline  atomic.Int64 // unix nanoseconds: the end of the stop budget, 0 before the stop
 	opCtx     context.Context    // reloads and scales; cancelled when the stop begins
 	opCancel  context.CancelFunc // cancels opCtx
 	adminAddr atomic.Value       // string
@@ -202,12 +203,13 @@ loop:
 
 // shutdown stops the first n parts in reverse order within one budget.
 func (s *Supervisor) shutdown(n int, failure error, exits chan exit, sigs chan os.Signal) error {
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	s.deadline.Store(deadline.UnixNano())
 	s.state.Store("stopping")
 	s.readyGauge.Set(0)
 	s.opCancel() // a reload or scale in flight gives up; no new ones start
-	budget := time.NewTimer(s.cfg.ShutdownTimeout)
+	budget := time.NewTimer(time.Until(deadline))
 	defer budget.Stop()
-	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 
 	done := make(map[*part]bool)
 	if failure != nil {
@@ -339,6 +341,16 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	}
 	s.reloads.WithLabelValues("ok").Inc()
 	return nil
+}
+
+// StopDeadline returns when the stop budget ends, once a stop has begun,
+// and the zero time before. Components that drain in stages (the pool after
+// the proxy) clamp their drain to it, so no stage overruns the one budget.
+func (s *Supervisor) StopDeadline() time.Time {
+	if ns := s.deadline.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // ErrNoScaler is returned by Scale when no component scales (no pool).
