@@ -105,6 +105,12 @@ func testWorker(args []string) int {
 	fmt.Fprintln(os.Stderr, `{"level":"info","msg":"hello from json"}`)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			// The load's POSTs: answer the pid and the body length read.
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "%d %d", os.Getpid(), n)
+			return
+		}
 		fmt.Fprint(w, os.Getpid())
 	})
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
@@ -340,7 +346,33 @@ func get(c *http.Client, path string) (string, error) {
 	return string(b), nil
 }
 
-// load is continuous traffic that counts every response.
+// post sends a POST with a body to path and returns the answer's body (the
+// serving worker's pid for /), failing on any status but 200. POST, unlike
+// GET, is never retried by http.Transport after the request was written, so
+// a connection the worker closes under a request shows up as a failure, as
+// it would behind a proxy.
+func post(c *http.Client, path string) (string, error) {
+	const payload = "name=onebox&message=hello"
+	resp, err := c.Post("http://app"+path, "application/x-www-form-urlencoded", strings.NewReader(payload))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	pid, got, ok := strings.Cut(string(b), " ")
+	if !ok || got != strconv.Itoa(len(payload)) {
+		return "", fmt.Errorf("answer %q: the body was not read whole", b)
+	}
+	return pid, nil
+}
+
+// load is continuous traffic (POSTs with a body) that counts every response.
 type load struct {
 	ok, fail atomic.Int64
 	mu       sync.Mutex
@@ -363,7 +395,7 @@ func startLoad(sock string, conc int) *load {
 					return
 				default:
 				}
-				body, err := get(c, "/")
+				body, err := post(c, "/")
 				l.mu.Lock()
 				if err != nil {
 					l.fail.Add(1)

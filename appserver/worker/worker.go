@@ -48,6 +48,11 @@ type Options struct {
 	// Signals delivers the stop signals; nil means SIGTERM, SIGQUIT and
 	// SIGINT through signal.Notify.
 	Signals <-chan os.Signal
+	// IdleGrace is how long a drain waits for keep-alive connections to
+	// carry one more request (answered with "Connection: close") before
+	// closing those still idle; zero means one second, and it is at most
+	// half of GracefulTimeout.
+	IdleGrace time.Duration
 	// GOMAXPROCS, when above zero, is set before serving (see FromEnv).
 	GOMAXPROCS int
 }
@@ -200,12 +205,14 @@ func (o Options) Serve(h http.Handler) error {
 	}
 
 	c := &counter{h: h, limit: o.MaxRequests, atLimit: make(chan struct{}), inflight: make(map[uint64]*request)}
+	conns := &connSet{m: make(map[net.Conn]struct{}), changed: make(chan struct{}, 1)}
 	srv := &http.Server{
 		Handler: c,
 		// Slow clients are the proxy's business; this only stops a
 		// connection that never sends a request head from pinning a
 		// goroutine for ever.
 		ReadHeaderTimeout: time.Minute,
+		ConnState:         conns.track,
 	}
 
 	served := make(chan error, 1)
@@ -231,27 +238,94 @@ func (o Options) Serve(h http.Handler) error {
 	case <-sigs:
 	case <-retire:
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), o.GracefulTimeout)
 	defer cancel()
-	err := srv.Shutdown(ctx)
-	if err == nil {
-		// Workers share one listening socket, so a connection accepted just
-		// as Shutdown closed the listener may not be tracked yet, and the
-		// first Shutdown can return without it: the request would be dropped
-		// when the process exits (seen as a rare 502 during reloads). Once
-		// Serve has returned, every accepted connection is tracked; drain again.
-		<-served
-		err = srv.Shutdown(ctx)
-	}
+	err := c.drain(ctx, srv, o.Listener, served, conns, min(o.idleGrace(), o.GracefulTimeout/2))
 	// Beat until the drain ends, so the master never mistakes a long drain
 	// for a hang.
 	close(stopBeat)
 	<-beatDone
 	if err != nil {
 		_ = srv.Close()
-		return fmt.Errorf("drain within %s: %w", o.GracefulTimeout, err)
+		return fmt.Errorf("drain within %s (after %s): %w", o.GracefulTimeout, time.Since(start).Round(time.Millisecond), err)
 	}
 	return nil
+}
+
+func (o Options) idleGrace() time.Duration {
+	if o.IdleGrace > 0 {
+		return o.IdleGrace
+	}
+	return time.Second
+}
+
+// drain stops the server without failing a request that is already on its
+// way. http.Server.Shutdown alone closes idle keep-alive connections at once,
+// and a client (or proxy) may have just written its next request on one: it
+// gets EOF or a reset, and only bodiless idempotent requests are retried by
+// clients, so a POST would fail. Instead:
+//
+//  1. stop accepting (the other workers share the socket and take new
+//     connections);
+//  2. answer every request from now on with "Connection: close", so each
+//     connection closes after its next response;
+//  3. wait until every connection has closed that way, or grace has passed
+//     (a connection idle for the whole grace is not being used);
+//  4. then Shutdown: it closes what is still idle and waits for requests
+//     in flight, within ctx.
+func (c *counter) drain(ctx context.Context, srv *http.Server, l net.Listener, served <-chan error, conns *connSet, grace time.Duration) error {
+	c.draining.Store(true)
+	_ = l.Close()
+	// Once Serve has returned, every connection it accepted is tracked
+	// (StateNew runs before Serve goes back to Accept), including one
+	// accepted just as the listener closed.
+	select {
+	case <-served:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	idle := time.NewTimer(grace)
+	defer idle.Stop()
+wait:
+	for conns.len() > 0 {
+		select {
+		case <-conns.changed:
+		case <-idle.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	return srv.Shutdown(ctx)
+}
+
+// connSet tracks the server's open connections through ConnState.
+type connSet struct {
+	mu      sync.Mutex
+	m       map[net.Conn]struct{}
+	changed chan struct{} // a token whenever a connection closed
+}
+
+func (s *connSet) track(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	switch st {
+	case http.StateNew:
+		s.m[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(s.m, c)
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *connSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
 // counter wraps the handler: it counts requests, tracks those in flight for
@@ -261,6 +335,8 @@ type counter struct {
 	limit   int64
 	served  atomic.Int64
 	atLimit chan struct{} // closed when served reaches limit
+	// draining makes every response close its connection (see drain).
+	draining atomic.Bool
 
 	mu       sync.Mutex
 	next     uint64
@@ -276,6 +352,11 @@ type request struct {
 func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n := c.served.Add(1); n == c.limit {
 		close(c.atLimit)
+	}
+	if c.draining.Load() {
+		// Set before the handler runs, so the server sees it when the
+		// header is written and closes the connection after this response.
+		w.Header().Set("Connection", "close")
 	}
 	c.mu.Lock()
 	c.next++

@@ -203,6 +203,53 @@ func TestDrainOnTerm(t *testing.T) {
 	}
 }
 
+// A client that keeps using its keep-alive connection while the worker
+// drains never sees it closed under a request: every POST is answered, the
+// first one after the signal with "Connection: close". Shutdown alone closed
+// the idle connection just as the next request was written on it.
+func TestDrainAnswersKeepAliveRequests(t *testing.T) {
+	p := startWorker(t)
+	p.expect(t, "ready")
+	conn, err := net.Dial("unix", p.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	const body = "message=hello"
+	for i := 0; ; i++ {
+		if i == 1 {
+			// The connection is idle and kept alive: drain now.
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i > 100000 {
+			t.Fatal("the drain never asked the client to close the connection")
+		}
+		req := "POST /hello HTTP/1.1\r\nHost: app\r\nContent-Type: text/plain\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatalf("request %d: write: %v", i, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on a kept-alive connection during the drain: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "hello" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+		}
+		if resp.Close {
+			break
+		}
+	}
+	if <-p.done; p.err != nil {
+		t.Fatalf("worker exit: %v, want 0", p.err)
+	}
+}
+
 func TestDrainTimeoutFails(t *testing.T) {
 	p := startWorker(t, "ONEBOX_GRACEFUL_TIMEOUT=100ms")
 	p.expect(t, "ready")
