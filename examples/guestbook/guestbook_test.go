@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,8 +18,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
@@ -151,40 +158,155 @@ func deadDB(t *testing.T) *sql.DB {
 	return db
 }
 
+// post is a JSON body with name and message spelled as given (already
+// JSON-escaped where a test wants escapes).
+func post(name, message string) string {
+	return `{"name":"` + name + `","message":"` + message + `"}`
+}
+
+// TestValidationNeedsNoDatabase runs every request the API must refuse
+// before it touches the database. A request that passes validation reaches
+// the dead database and gets 503, which is how the table tells "accepted"
+// from "refused" without a server.
 func TestValidationNeedsNoDatabase(t *testing.T) {
 	srv := httptest.NewServer(newApp(deadDB(t), true))
 	defer srv.Close()
+	const (
+		ctJSON   = "application/json"
+		accepted = 503            // passed validation, then found no database
+		emoji    = "😀"            // 4 bytes in UTF-8
+		escEmoji = `\ud83d\ude00` // the same character as a 12-byte JSON escape
+	)
+	rep := strings.Repeat
 	tests := []struct {
-		name, ctype, body string
-		code              int
-		field             string
+		name, method, path, ctype, body string
+		code                            int
+		field, allow                    string
 	}{
-		{"not JSON", "application/json", "name=a", 400, ""},
-		{"unknown field", "application/json", `{"name":"a","message":"b","admin":true}`, 400, ""},
-		{"no name", "application/json", `{"name":"  ","message":"hi"}`, 400, "name"},
-		{"no message", "application/json", `{"name":"a"}`, 400, "message"},
-		{"long name", "application/json", `{"name":"` + strings.Repeat("n", 65) + `","message":"hi"}`, 400, "name"},
-		{"long message", "application/json", `{"name":"a","message":"` + strings.Repeat("é", 1001) + `"}`, 400, "message"},
-		{"control characters", "application/json", `{"name":"a\u0007","message":"hi"}`, 400, ""},
-		{"too large", "application/json", `{"name":"a","message":"` + strings.Repeat("x", 5000) + `"}`, 413, ""},
-		{"wrong type", "text/plain", `{"name":"a","message":"b"}`, 415, ""},
+		{name: "not JSON", ctype: ctJSON, body: "name=a", code: 400},
+		{name: "unknown field", ctype: ctJSON, body: `{"name":"a","message":"b","admin":true}`, code: 400},
+		{name: "no name", ctype: ctJSON, body: `{"name":"  ","message":"hi"}`, code: 400, field: "name"},
+		{name: "no message", ctype: ctJSON, body: `{"name":"a"}`, code: 400, field: "message"},
+
+		// Boundaries: exactly at the limits is valid however the characters
+		// are spelled; one more is refused by validation, not by the body
+		// limit.
+		{name: "64+1000 ASCII", ctype: ctJSON, body: post(rep("n", 64), rep("x", 1000)), code: accepted},
+		{name: "64+1000 4-byte runes", ctype: ctJSON, body: post(rep(emoji, 64), rep(emoji, 1000)), code: accepted},
+		{name: "64+1000 surrogate escapes", ctype: ctJSON, body: post(rep(escEmoji, 64), rep(escEmoji, 1000)), code: accepted},
+		{name: "1000 \\u00e9 escapes", ctype: ctJSON, body: post("a", rep(`\u00e9`, 1000)), code: accepted},
+		{name: "65 ASCII name", ctype: ctJSON, body: post(rep("n", 65), "hi"), code: 400, field: "name"},
+		{name: "65 4-byte name", ctype: ctJSON, body: post(rep(emoji, 65), "hi"), code: 400, field: "name"},
+		{name: "1001 escaped message", ctype: ctJSON, body: post(rep(escEmoji, 64), rep(escEmoji, 1001)), code: 400, field: "message"},
+		{name: "1001 é message", ctype: ctJSON, body: post("a", rep("é", 1001)), code: 400, field: "message"},
+		{name: "body over 16 KiB", ctype: ctJSON, body: post("a", rep("x", 16<<10)), code: 413},
+
+		// One JSON object and nothing after it but white space.
+		{name: "trailing white space", ctype: ctJSON, body: post("a", "b") + " \r\n\t", code: accepted},
+		{name: "trailing garbage", ctype: ctJSON, body: post("a", "b") + "x", code: 400},
+		{name: "second object", ctype: ctJSON, body: post("a", "b") + post("c", "d"), code: 400},
+		{name: "trailing brace", ctype: ctJSON, body: post("a", "b") + "}", code: 400},
+
+		// Content-Type must parse as application/json.
+		{name: "no content type", body: post("a", "b"), code: 415},
+		{name: "text/plain", ctype: "text/plain", body: post("a", "b"), code: 415},
+		{name: "application/jsonx", ctype: "application/jsonx", body: post("a", "b"), code: 415},
+		{name: "application/json-seq", ctype: "application/json-seq", body: post("a", "b"), code: 415},
+		{name: "malformed", ctype: "application/json; charset", body: post("a", "b"), code: 415},
+		{name: "latin1 charset", ctype: "application/json; charset=iso-8859-1", body: post("a", "b"), code: 415},
+		{name: "utf-8 charset, any case", ctype: "Application/JSON; Charset=UTF-8", body: post("a", "b"), code: accepted},
+		{name: "the page's type", ctype: "application/json", body: post("a", "b"), code: accepted},
+
+		// Control and text-direction characters.
+		{name: "BEL in name", ctype: ctJSON, body: post(`a\u0007`, "hi"), code: 400, field: "name"},
+		{name: "DEL in message", ctype: ctJSON, body: post("a", "hi\u007f"), code: 400, field: "message"},
+		{name: "C1 NEL in message", ctype: ctJSON, body: post("a", `h\u0085i`), code: 400, field: "message"},
+		{name: "C1 CSI raw in name", ctype: ctJSON, body: post("a\u009b", "hi"), code: 400, field: "name"},
+		{name: "LRE U+202A", ctype: ctJSON, body: post("a", `x\u202ay`), code: 400, field: "message"},
+		{name: "RLO U+202E", ctype: ctJSON, body: post("a\u202e", "hi"), code: 400, field: "name"},
+		{name: "LRI U+2066", ctype: ctJSON, body: post("a", "x\u2066y"), code: 400, field: "message"},
+		{name: "PDI U+2069", ctype: ctJSON, body: post("a", `x\u2069y`), code: 400, field: "message"},
+		{name: "newline and tab", ctype: ctJSON, body: post("a", `line\n\tindented`), code: accepted},
+		{name: "RLM U+200F is fine", ctype: ctJSON, body: post("a", "x\u200fy"), code: accepted},
+
+		// Wrong methods on API paths: 405 naming the allowed ones.
+		{name: "PUT messages", method: "PUT", ctype: ctJSON, body: post("a", "b"), code: 405, allow: "GET, HEAD, POST"},
+		{name: "DELETE messages", method: "DELETE", path: "/api/messages", code: 405, allow: "GET, HEAD, POST"},
+		{name: "POST health", method: "POST", path: "/api/health", ctype: ctJSON, body: "{}", code: 405, allow: "GET, HEAD"},
+		{name: "unknown endpoint", method: "GET", path: "/api/nope", code: 404},
+		{name: "unknown method, unknown endpoint", method: "PUT", path: "/api/nope", code: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := do(t, "POST", srv.URL+"/api/messages", tt.ctype, tt.body)
+			method, path := cmp.Or(tt.method, "POST"), cmp.Or(tt.path, "/api/messages")
+			r := do(t, method, srv.URL+path, tt.ctype, tt.body)
 			if r.code != tt.code || r.body["error"] == nil {
 				t.Fatalf("got %d %v, want %d with an error", r.code, r.body, tt.code)
 			}
 			if tt.field != "" && r.body["field"] != tt.field {
 				t.Errorf("field %v, want %s", r.body["field"], tt.field)
 			}
+			if got := r.hdr.Get("Allow"); got != tt.allow {
+				t.Errorf("Allow %q, want %q", got, tt.allow)
+			}
 		})
-	}
-	if r := do(t, "GET", srv.URL+"/api/nope", "", ""); r.code != 404 {
-		t.Errorf("unknown endpoint: %d", r.code)
 	}
 	if r := do(t, "GET", srv.URL+"/", "", ""); r.code != 200 {
 		t.Errorf("static page alone: %d", r.code)
+	}
+}
+
+// TestDatabaseErrorStatus: only errors that mean the database cannot be
+// reached are 503 (retry later); a statement the database refused is the
+// app's fault, 500; a client that went away is not logged as an error.
+func TestDatabaseErrorStatus(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	tests := []struct {
+		name       string
+		err        error
+		clientGone bool
+		code       int
+		logged     bool
+		retryAfter bool
+	}{
+		{"connection refused", fmt.Errorf("query: %w", refused), false, 503, true, true},
+		{"bad connection", fmt.Errorf("exec: %w", driver.ErrBadConn), false, 503, true, true},
+		{"invalid connection", mysql.ErrInvalidConn, false, 503, true, true},
+		{"deadline", fmt.Errorf("ping: %w", context.DeadlineExceeded), false, 503, true, true},
+		{"server shutting down", &mysql.MySQLError{Number: 1053, Message: "Server shutdown in progress"}, false, 503, true, true},
+		{"too many connections", &mysql.MySQLError{Number: 1040, Message: "Too many connections"}, false, 503, true, true},
+		{"no such table", &mysql.MySQLError{Number: 1146, Message: "Table 'guestbook.messages' doesn't exist"}, false, 500, true, false},
+		{"syntax", &mysql.MySQLError{Number: 1064, Message: "You have an error in your SQL syntax"}, false, 500, true, false},
+		{"scan", errors.New("sql: Scan error on column index 3"), false, 500, true, false},
+		{"client went away", context.Canceled, true, 499, false, false},
+		{"canceled, client still there", context.Canceled, false, 500, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			a := &app{log: log.New(&logs, "", 0)}
+			r := httptest.NewRequest("GET", "/api/messages", nil)
+			if tt.clientGone {
+				ctx, cancel := context.WithCancel(r.Context())
+				cancel()
+				r = r.WithContext(ctx)
+			}
+			w := httptest.NewRecorder()
+			a.dbFailed(w, r, tt.err)
+			var body errorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error == "" {
+				t.Errorf("body %q: want a JSON error (%v)", w.Body, err)
+			}
+			if w.Code != tt.code {
+				t.Errorf("status %d, want %d", w.Code, tt.code)
+			}
+			if got := logs.Len() > 0; got != tt.logged {
+				t.Errorf("logged %q, want logged=%v", logs.String(), tt.logged)
+			}
+			if got := w.Header().Get("Retry-After") != ""; got != tt.retryAfter {
+				t.Errorf("Retry-After %q, want set=%v", w.Header().Get("Retry-After"), tt.retryAfter)
+			}
+		})
 	}
 }
 
@@ -283,6 +405,143 @@ func TestAPIWithMariaDB(t *testing.T) {
 	if r := do(t, "GET", srv.URL+"/api/messages", "", ""); r.code != 200 || len(r.body["messages"].([]any)) != 2 {
 		t.Fatalf("after the database came back: %d %v", r.code, r.body)
 	}
+
+	t.Run("boundaries stored", func(t *testing.T) {
+		// Exactly at the limits, in 4-byte characters sent as JSON escapes:
+		// accepted by the body limit and validation, and stored whole by
+		// the utf8mb4 columns.
+		name, message := strings.Repeat("😀", maxName), strings.Repeat("𝄞", maxMessage)
+		esc := func(s string) string { // every character as a \uXXXX surrogate pair
+			var b strings.Builder
+			for _, r := range s {
+				r1, r2 := utf16.EncodeRune(r)
+				fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
+			}
+			return b.String()
+		}
+		r := do(t, "POST", srv.URL+"/api/messages", "application/json", post(esc(name), esc(message)))
+		if r.code != 201 || r.body["name"] != name || r.body["message"] != message {
+			t.Fatalf("POST at the limits = %d %.200v", r.code, r.body)
+		}
+	})
+	t.Run("SQL error is 500", func(t *testing.T) {
+		s.RootExec("RENAME TABLE guestbook.messages TO guestbook.moved")
+		defer s.RootExec("RENAME TABLE guestbook.moved TO guestbook.messages")
+		for _, req := range []struct{ method, body string }{{"GET", ""}, {"POST", post("a", "b")}} {
+			r := do(t, req.method, srv.URL+"/api/messages", "application/json", req.body)
+			if r.code != 500 || r.body["error"] == nil || r.hdr.Get("Retry-After") != "" {
+				t.Errorf("%s without the table = %d %v %v, want 500 with an error and no Retry-After", req.method, r.code, r.body, r.hdr)
+			}
+		}
+	})
+	t.Run("statement timeout and client cancel", func(t *testing.T) {
+		// A session that holds a write lock on the table makes the app's
+		// INSERT wait: first until the app's own deadline (503: the
+		// database does not answer), then until the client gives up (not
+		// an error of the app: answered 499, not logged).
+		lock, err := db.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Close()
+		if _, err := lock.ExecContext(context.Background(), "LOCK TABLES messages WRITE"); err != nil {
+			t.Fatal(err)
+		}
+		defer lock.ExecContext(context.Background(), "UNLOCK TABLES")
+		var logs syncBuffer
+		a := &app{db: db, log: log.New(&logs, "", 0), timeout: 500 * time.Millisecond}
+		codes := make(chan int, 1)
+		h := a.handler(false)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := &statusRecorder{ResponseWriter: w}
+			h.ServeHTTP(rec, r)
+			codes <- rec.code
+		}))
+		defer srv.Close()
+
+		r := do(t, "POST", srv.URL+"/api/messages", "application/json", post("late", "deadline"))
+		<-codes
+		if r.code != 503 || !strings.Contains(logs.String(), "database unavailable") {
+			t.Fatalf("INSERT past the deadline = %d %v, log %q; want 503, logged", r.code, r.body, logs.String())
+		}
+
+		a.timeout = time.Minute
+		logs.Reset()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/api/messages", strings.NewReader(post("gone", "cancel")))
+		req.Header.Set("Content-Type", "application/json")
+		clientErr := make(chan error, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			clientErr <- err
+		}()
+		waitFor(t, "the INSERT waiting for the lock", func() bool {
+			var n int
+			err := lock.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO messages%'").Scan(&n)
+			return err == nil && n > 0
+		})
+		cancel()
+		if err := <-clientErr; !errors.Is(err, context.Canceled) {
+			t.Fatalf("client: %v, want canceled", err)
+		}
+		if code := <-codes; code != statusClientClosed || logs.Len() != 0 {
+			t.Errorf("after the client went away: status %d, log %q; want %d and no log", code, logs.String(), statusClientClosed)
+		}
+	})
+}
+
+// waitFor polls cond, for conditions that have no signal of their own.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger in a server goroutine and
+// the test reading it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) Len() int { return len(b.String()) }
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
 }
 
 // TestUnderThePool runs the guestbook as onebox runs it: `guestbook migrate`
