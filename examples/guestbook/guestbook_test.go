@@ -256,6 +256,34 @@ func TestValidationNeedsNoDatabase(t *testing.T) {
 	}
 }
 
+// TestStaticPageMatchesAPI checks the page's side of the contract: it
+// posts with a Content-Type the API accepts, to the API's path, and reads
+// the fields the API answers with.
+func TestStaticPageMatchesAPI(t *testing.T) {
+	page, err := static.ReadFile("static/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ what, text string }{
+		{"posts JSON", `headers: { "Content-Type": "application/json" }`},
+		{"to the API", `fetch("/api/messages", {`},
+		{"as POST", `method: "POST"`},
+		{"reads the list", `.messages`},
+		{"reads the error", `.error`},
+		{"reads the time", `m.created_at`},
+		{"name limit", `maxlength="64"`},
+		{"message limit", `maxlength="1000"`},
+	}
+	for _, tt := range tests {
+		if !strings.Contains(string(page), tt.text) {
+			t.Errorf("%s: the page lacks %s", tt.what, tt.text)
+		}
+	}
+	if !jsonBody("application/json") {
+		t.Error("the API refuses the page's Content-Type")
+	}
+}
+
 // TestDatabaseErrorStatus: only errors that mean the database cannot be
 // reached are 503 (retry later); a statement the database refused is the
 // app's fault, 500; a client that went away is not logged as an error.

@@ -5,6 +5,14 @@
 //	guestbook           serve: GET/POST /api/messages, GET /api/health
 //	guestbook migrate   create the table (the image's APP_PRESTART)
 //
+// POST /api/messages takes one JSON object {"name", "message"} (at most 64
+// and 1000 characters, no control or text-direction characters but newline
+// and tab) sent as Content-Type: application/json. Every error is JSON
+// {"error": "...", "field": "..."} (field when one is to blame): 400
+// invalid, 405 wrong method (with Allow), 413 body over 16 KiB, 415 not
+// JSON, 503 with Retry-After while the database is unreachable, 500 for
+// any other database error.
+//
 // It reads the database settings the official mysql image names:
 // MYSQL_HOST, MYSQL_PORT (3306), MYSQL_USER, MYSQL_PASSWORD or
 // MYSQL_PASSWORD_FILE, MYSQL_DATABASE, MYSQL_TLS (false, true, skip-verify,
