@@ -51,7 +51,7 @@ func BenchmarkPool(b *testing.B) {
 	for _, n := range []int{1, 2, 4} {
 		b.Run(strconv.Itoa(n)+"workers", func(b *testing.B) {
 			cfg := Config{Command: goCommand("go"), Bind: "127.0.0.1:0", Workers: n, MaxWorkers: 12,
-				Timeout: 30 * time.Second, GracefulTimeout: 5 * time.Second}
+				Timeout: 30 * time.Second, GracefulTimeout: 5 * time.Second, BootTimeout: 5 * time.Second}
 			m, err := New(cfg, Deps{Log: zerolog.Nop(), Start: reaper.Start, Shim: []string{os.Args[0], ShimArg}})
 			if err != nil {
 				b.Fatal(err)
@@ -105,7 +105,7 @@ func BenchmarkOneProcess(b *testing.B) {
 func BenchmarkStartToReady(b *testing.B) {
 	for b.Loop() {
 		cfg := Config{Command: goCommand("go"), Bind: "unix:" + b.TempDir() + "/app.sock", Workers: 4, MaxWorkers: 12,
-			Timeout: 30 * time.Second, GracefulTimeout: 5 * time.Second}
+			Timeout: 30 * time.Second, GracefulTimeout: 5 * time.Second, BootTimeout: 5 * time.Second}
 		m, err := New(cfg, Deps{Log: zerolog.Nop(), Start: reaper.Start, Shim: []string{os.Args[0], ShimArg}})
 		if err != nil {
 			b.Fatal(err)

@@ -38,7 +38,7 @@ func TestSplitCommand(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	good := Config{Command: "app", Bind: "unix:/run/onebox/app.sock", MaxWorkers: 12, Timeout: 1, GracefulTimeout: 1}
+	good := Config{Command: "app", Bind: "unix:/run/onebox/app.sock", MaxWorkers: 12, Timeout: 1, GracefulTimeout: 1, BootTimeout: 1}
 	if ps := good.Validate(); len(ps) != 0 {
 		t.Fatalf("valid config: %v", ps)
 	}
@@ -48,7 +48,7 @@ func TestValidate(t *testing.T) {
 	for _, p := range bad.Validate() {
 		vars = append(vars, p.Var)
 	}
-	want := []string{"COMMAND", "PRESTART", "BIND", "WORKERS", "MAX_WORKERS", "TIMEOUT", "GRACEFUL_TIMEOUT", "MAX_REQUESTS", "MAX_REQUESTS_JITTER"}
+	want := []string{"COMMAND", "PRESTART", "BIND", "WORKERS", "MAX_WORKERS", "TIMEOUT", "BOOT_TIMEOUT", "GRACEFUL_TIMEOUT", "MAX_REQUESTS", "MAX_REQUESTS_JITTER"}
 	if !reflect.DeepEqual(vars, want) {
 		t.Errorf("problems for %v, want every one of %v", vars, want)
 	}

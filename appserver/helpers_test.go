@@ -60,6 +60,8 @@ func TestMain(m *testing.M) {
 //	alone             serve with appserver/worker on :$PORT, without onebox
 //	flood             as go, while writing stdout lines as fast as it can
 //	bootfail CODE     write to stderr and exit CODE before serving
+//	late FILE MS CODE  while FILE exists: never touch fd 4 or the socket, and
+//	                  exit CODE after MS (a slow app load that fails); else as go
 //	prestart FILE CODE  write FILE, print a line, exit CODE
 func testWorker(args []string) int {
 	switch args[0] {
@@ -68,6 +70,15 @@ func testWorker(args []string) int {
 		fmt.Fprintln(os.Stderr, "fatal: database unreachable")
 		code, _ := strconv.Atoi(args[1])
 		return code
+	case "late":
+		if _, err := os.Stat(args[1]); err == nil {
+			fmt.Fprintln(os.Stderr, "loading the app")
+			ms, _ := strconv.Atoi(args[2])
+			time.Sleep(time.Duration(ms) * time.Millisecond) // the simulated app load
+			fmt.Fprintln(os.Stderr, "fatal: late import error")
+			code, _ := strconv.Atoi(args[3])
+			return code
+		}
 	case "prestart":
 		fmt.Println("migrating: 1 table")
 		if err := os.WriteFile(args[1], []byte("done"), 0o644); err != nil {
@@ -172,6 +183,7 @@ func testConfig(t *testing.T, command string) Config {
 		MaxWorkers:      12,
 		Timeout:         2 * time.Second,
 		GracefulTimeout: 5 * time.Second,
+		BootTimeout:     300 * time.Millisecond,
 	}
 }
 
@@ -191,7 +203,6 @@ func startPool(t *testing.T, cfg Config, tweak func(*Master)) *pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.bootWindow = 300 * time.Millisecond
 	m.abortGrace = 300 * time.Millisecond
 	if tweak != nil {
 		tweak(m)

@@ -75,7 +75,6 @@ type Master struct {
 	out       *output
 
 	// Tunables, fixed in production, shortened by tests.
-	bootWindow      time.Duration // a worker silent on fd 4 counts as booted after living this long
 	abortGrace      time.Duration // SIGABRT to SIGKILL
 	tick            time.Duration // loop period
 	maxBootFailures int           // consecutive boot failures that halt the pool
@@ -123,7 +122,6 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		exits:           make(chan exitEvent, 64),
 		started:         make(chan struct{}),
 		done:            make(chan struct{}),
-		bootWindow:      time.Second,
 		abortGrace:      time.Second,
 		tick:            100 * time.Millisecond,
 		maxBootFailures: 5,

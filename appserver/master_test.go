@@ -634,3 +634,53 @@ func TestHTTPBindAndProbe(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
+
+// Workers that never heartbeat boot only when they outlive APP_BOOT_TIMEOUT:
+// a new generation that loads for a while and then dies fails the reload,
+// and the old generation keeps serving.
+func TestReloadWaitsForTheBootWindow(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken")
+	cfg := testConfig(t, goCommand("late", broken, "600", "1"))
+	cfg.BootTimeout = 2 * time.Second
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	old := readyPIDs(p.waitStatus("2 ready", func(s Status) bool { return len(readyPIDs(s)) == 2 }))
+	if err := os.WriteFile(broken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Reload(ctx); err == nil || !strings.Contains(err.Error(), "failed to boot") {
+		t.Fatalf("Reload = %v, want a boot failure of the new generation", err)
+	}
+	s := p.waitStatus("the old generation alone", func(s Status) bool { return len(s.Workers) == 2 })
+	if got := readyPIDs(s); len(got) != 2 || !old[s.Workers[0].PID] || !old[s.Workers[1].PID] {
+		t.Fatalf("workers %+v, want the old ones %v", s.Workers, old)
+	}
+	if body, err := post(unixClient(p.sock, 1), "/"); err != nil || body == "" {
+		t.Fatalf("old generation after the failed reload: %q, %v", body, err)
+	}
+}
+
+// Exit code 3 from a worker that never wrote on fd 4 halts the pool even
+// after the boot window (gunicorn loads the app after forking).
+func TestLateExit3Halts(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken")
+	if err := os.WriteFile(broken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, goCommand("late", broken, "600", "3"))
+	cfg.Workers = 1
+	p := startPool(t, cfg, nil)
+	var err error
+	select {
+	case err = <-p.err:
+		p.err <- err
+	case <-time.After(10 * time.Second):
+		t.Fatal("exit 3 after the boot window did not halt the pool")
+	}
+	var be *BootError
+	if !errors.As(err, &be) || be.Status != "exit 3" || !strings.Contains(strings.Join(be.Stderr, "\n"), "late import error") {
+		t.Fatalf("Run = %#v, want a BootError with exit 3 and the stderr tail", err)
+	}
+}

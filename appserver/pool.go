@@ -38,7 +38,8 @@ type proc struct {
 	tail         *tail
 	outDone      chan struct{} // closed when stdout and stderr reached EOF
 
-	lastBeat atomic.Int64 // unix nanoseconds of the last byte on fd 4; 0 = never
+	lastBeat atomic.Int64 // unix nanoseconds of the last byte on fd 4; 0 = never, or fd 4 closed
+	beat     atomic.Bool  // it ever wrote on fd 4
 	served   atomic.Int64 // requests served, -1 = not reported
 	inflight atomic.Int64 // requests in flight, -1 = not reported
 	busy     atomic.Pointer[busy]
@@ -188,6 +189,7 @@ func (m *Master) readHeartbeat(w *proc, f *os.File) {
 			w.lastBeat.Store(now.UnixNano())
 			if first {
 				first = false
+				w.beat.Store(true)
 				m.send(event{kind: evBeat, w: w})
 			}
 			if err == nil { // a whole line (a truncated one is just life)
@@ -335,6 +337,20 @@ func (m *Master) onExit(ev exitEvent) {
 			return
 		}
 		m.backoff(now)
+	case code == 3 && !w.beat.Load():
+		// gunicorn's "do not retry" code from a worker that outlived the
+		// boot window but never said it was up: its boot failed late
+		// (gunicorn loads the app after forking), and no retry fixes it.
+		m.met.exits.WithLabelValues("boot_failure").Inc()
+		m.met.bootFails.Inc()
+		tail := m.waitTail(w)
+		if m.reload != nil && w.gen == m.reload.gen {
+			l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot (exit 3)")
+			m.failReload(fmt.Errorf("reload: worker %d (pid %d) failed to boot: %s", w.id, w.pid, status))
+			return
+		}
+		l.Error().Strs("stderr", tail).Msg("worker failed to boot (exit 3)")
+		m.halt = &BootError{Worker: w.id, PID: w.pid, Status: status, Stderr: tail}
 	default:
 		m.met.exits.WithLabelValues("crash").Inc()
 		l.Error().Strs("stderr", m.waitTail(w)).Msg("worker exited unexpectedly; replacing it")
@@ -416,7 +432,7 @@ func (m *Master) manage(now time.Time) {
 	}
 	var active, up []*proc
 	for _, w := range m.workers {
-		if !w.booted && w.state == stBooting && w.lastBeat.Load() == 0 && now.Sub(w.started) >= m.bootWindow {
+		if !w.booted && w.state == stBooting && !w.beat.Load() && now.Sub(w.started) >= m.cfg.BootTimeout {
 			m.boot(w) // silent on fd 4, alive past the boot window
 		}
 		if w.gen != m.gen {
