@@ -133,7 +133,10 @@ func testWorker(args []string) int {
 		fmt.Fprint(w, os.Getpid())
 	})
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
-		// A hung process: nothing runs, not even the heartbeat.
+		// A hung process: nothing runs, not even the heartbeat. With
+		// ?after=MS it first works for MS, so beats report the request.
+		ms, _ := strconv.Atoi(r.URL.Query().Get("after"))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 	})
 	if err := worker.Serve(mux); err != nil {

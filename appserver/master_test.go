@@ -438,7 +438,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		status  string // how the worker ended
 	}{
 		{"hung process", "/hang", "", "killed by killed"},
-		{"stuck request", "/slow?ms=10000", "GET /slow?ms=10000", "exit 2"},
+		{"hung in a request", "/hang?after=400", "GET /hang?after=400", "killed by killed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -682,5 +682,23 @@ func TestLateExit3Halts(t *testing.T) {
 	var be *BootError
 	if !errors.As(err, &be) || be.Status != "exit 3" || !strings.Contains(strings.Join(be.Stderr, "\n"), "late import error") {
 		t.Fatalf("Run = %#v, want a BootError with exit 3 and the stderr tail", err)
+	}
+}
+
+// A request longer than APP_TIMEOUT on a worker whose heartbeat is healthy
+// (a stream, a slow download) is not a hang.
+func TestLongRequestIsNotATimeout(t *testing.T) {
+	cfg := testConfig(t, goCommand("go"))
+	cfg.Workers = 1
+	cfg.Timeout = 300 * time.Millisecond
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	pid := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
+	body, err := get(unixClient(p.sock, 1), "/slow?ms=1500")
+	if err != nil || body != strconv.Itoa(pid) {
+		t.Fatalf("a 1.5s request with a 300ms timeout: %q, %v; want served by %d", body, err, pid)
+	}
+	if got := p.metric("onebox_app_worker_timeouts_total"); got != 0 {
+		t.Errorf("%v timeouts for a worker that kept beating", got)
 	}
 }

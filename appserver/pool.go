@@ -398,18 +398,18 @@ func (m *Master) murder(now time.Time) {
 		if last == 0 {
 			continue // never heartbeats: judged by liveness alone
 		}
+		// Silence alone judges a hang: the heartbeat runs beside the
+		// requests, so a worker streaming a long response (SSE, websocket,
+		// a slow download) still beats and is left alone.
 		silence := now.Sub(time.Unix(0, last))
-		var reqAge time.Duration
-		b := w.busy.Load()
-		if b != nil {
-			reqAge = b.age + now.Sub(b.at)
-		}
-		if silence <= m.cfg.Timeout && reqAge <= m.cfg.Timeout {
+		if silence <= m.cfg.Timeout {
 			continue
 		}
 		ev := m.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("silence", silence.Round(time.Millisecond)).
 			Dur("timeout", m.cfg.Timeout)
-		if b != nil {
+		if b := w.busy.Load(); b != nil {
+			// The request that was in flight when the beats stopped.
+			reqAge := b.age + now.Sub(b.at)
 			ev = ev.Str("request", b.method+" "+b.uri).Dur("request_age", reqAge.Round(time.Millisecond))
 		}
 		ev.Msg("worker timeout: sending SIGABRT, then SIGKILL")
