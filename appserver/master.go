@@ -44,6 +44,11 @@ type Deps struct {
 	// ShutdownTimeout is the supervisor's stop budget; a worker's drain is
 	// clamped to it. Zero means APP_GRACEFUL_TIMEOUT alone.
 	ShutdownTimeout time.Duration
+	// StopDeadline returns when the supervisor's stop budget ends, and the
+	// zero time before a stop begins ((*supervisor.Supervisor).StopDeadline).
+	// The proxy drains first, so the pool gets what is left: each drain is
+	// clamped to this deadline minus stopSlack. Nil means no deadline known.
+	StopDeadline func() time.Time
 	// Shim is the argv prefix that sets LISTEN_PID to its own pid and execs
 	// the rest ([onebox, ShimArg]); nil starts the command directly, without
 	// LISTEN_PID.
@@ -200,6 +205,23 @@ func (e *PrestartError) Error() string { return "prestart command failed: " + e.
 
 // ExitCode is the prestart command's own exit code (at least 1).
 func (e *PrestartError) ExitCode() int { return max(e.Code, 1) }
+
+// stopSlack is kept from the supervisor's deadline for the pool's own
+// reaping and logging after the last worker is gone.
+const stopSlack = 300 * time.Millisecond
+
+// drainBudget is how long a worker stopped now may drain: APP_GRACEFUL_TIMEOUT
+// (clamped to the shutdown budget), and once the supervisor is stopping, no
+// later than its deadline minus stopSlack.
+func (m *Master) drainBudget(now time.Time) time.Duration {
+	d := m.drain
+	if m.deps.StopDeadline != nil {
+		if dl := m.deps.StopDeadline(); !dl.IsZero() {
+			d = min(d, max(dl.Sub(now)-stopSlack, 0))
+		}
+	}
+	return d
+}
 
 // Run runs APP_PRESTART if set, binds the socket, starts the workers and
 // keeps them until ctx is cancelled; then it drains them and returns nil.

@@ -702,3 +702,37 @@ func TestLongRequestIsNotATimeout(t *testing.T) {
 		t.Errorf("%v timeouts for a worker that kept beating", got)
 	}
 }
+
+// The pool drains after the proxy, within what is left of the supervisor's
+// stop budget: a worker that does not finish by then is killed, well before
+// APP_GRACEFUL_TIMEOUT.
+func TestDrainClampedToStopDeadline(t *testing.T) {
+	cfg := testConfig(t, goCommand("go"))
+	cfg.Workers = 1
+	cfg.GracefulTimeout = 8 * time.Second
+	var deadline atomic.Int64
+	p := startPool(t, cfg, func(m *Master) {
+		m.deps.StopDeadline = func() time.Time {
+			if ns := deadline.Load(); ns != 0 {
+				return time.Unix(0, ns)
+			}
+			return time.Time{}
+		}
+	})
+	p.waitReady()
+	go func() { _, _ = get(unixClient(p.sock, 1), "/slow?ms=20000") }()
+	p.waitStatus("a request in flight", func(s Status) bool {
+		return len(s.Workers) == 1 && s.Workers[0].InFlight != nil && *s.Workers[0].InFlight == 1
+	})
+	start := time.Now()
+	deadline.Store(start.Add(time.Second).UnixNano())
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Errorf("stop took %s with 1s left of the stop budget", took)
+	}
+	if !strings.Contains(p.log.String(), "did not drain within the graceful timeout") {
+		t.Error("the worker was not killed at the clamped deadline")
+	}
+}

@@ -118,7 +118,9 @@ func (m *Master) spawn(gen int) (*proc, error) {
 		worker.EnvWorkerID+"="+strconv.Itoa(w.id),
 		worker.EnvHeartbeatFD+"="+strconv.Itoa(worker.HeartbeatFD),
 		worker.EnvTimeout+"="+m.cfg.Timeout.String(),
-		worker.EnvGracefulTimeout+"="+m.drain.String(),
+		// A worker cannot be told later, so it gets the budget as of its
+		// start; should a stop deadline cut it shorter, SIGKILL enforces it.
+		worker.EnvGracefulTimeout+"="+max(m.drainBudget(time.Now()), time.Millisecond).String(),
 		worker.EnvMaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests),
 		worker.EnvMaxJitter+"="+strconv.Itoa(m.cfg.MaxRequestsJitter),
 		worker.EnvWorkers+"="+strconv.Itoa(m.target),
@@ -284,7 +286,8 @@ func (m *Master) stop(w *proc, reason string) {
 	}
 	w.state = stDraining
 	w.stopReason = reason
-	w.killAt = time.Now().Add(m.drain)
+	now := time.Now()
+	w.killAt = now.Add(m.drainBudget(now))
 	signalGroup(w.pid, syscall.SIGTERM)
 }
 
@@ -563,10 +566,11 @@ func (m *Master) shutdown() {
 		}
 		m.stop(w, "stop")
 	}
+	budget := m.drainBudget(time.Now())
 	if len(m.workers) > 0 {
-		m.log.Info().Int("workers", len(m.workers)).Dur("budget", m.drain).Msg("draining workers")
+		m.log.Info().Int("workers", len(m.workers)).Dur("budget", budget).Msg("draining workers")
 	}
-	deadline := time.NewTimer(m.drain)
+	deadline := time.NewTimer(budget)
 	defer deadline.Stop()
 	killed := false
 	for len(m.workers) > 0 {

@@ -124,7 +124,7 @@ func (m *Master) runPrestart(ctx context.Context) error {
 		signalGroup(pid, syscall.SIGTERM)
 		select {
 		case <-exited:
-		case <-time.After(m.drain):
+		case <-time.After(m.drainBudget(time.Now())):
 			signalGroup(pid, syscall.SIGKILL)
 			<-exited
 		}
