@@ -442,14 +442,38 @@ func (m *Master) Reload(ctx context.Context) error {
 	}
 }
 
+// hardMaxWorkers bounds Scale whatever the settings: each worker is a
+// process, and forking without bound ends in EAGAIN for the whole box.
+const hardMaxWorkers = 1024
+
+// scaleLimit is the most workers Scale allows: 4 x APP_MAX_WORKERS, or the
+// configured APP_WORKERS if higher, never above hardMaxWorkers.
+func (m *Master) scaleLimit() int {
+	return min(hardMaxWorkers, max(4*m.cfg.MaxWorkers, m.cfg.Workers))
+}
+
 // Scale sets the worker count (relative: adds n), never below 1, kept
-// across reloads; it returns the new count.
+// across reloads; it returns the new count. A count above the limit (4 x
+// APP_MAX_WORKERS, at most 1024) is refused and changes nothing.
 func (m *Master) Scale(n int, relative bool) (int, error) {
 	var got int
+	var refused error
 	err := m.do(context.Background(), func() {
+		limit := m.scaleLimit()
 		t := n
 		if relative {
-			t = m.target + n
+			// Compared before adding, so a huge n cannot overflow.
+			if n > limit-m.target {
+				refused = fmt.Errorf("scale: %d more workers would exceed the limit of %d (4 x APP_MAX_WORKERS)", n, limit)
+				got = m.target
+				return
+			}
+			t = m.target + max(n, -m.target)
+		}
+		if t > limit {
+			refused = fmt.Errorf("scale: %d workers is above the limit of %d (4 x APP_MAX_WORKERS)", t, limit)
+			got = m.target
+			return
 		}
 		t = max(t, 1)
 		if t != m.target {
@@ -459,6 +483,9 @@ func (m *Master) Scale(n int, relative bool) (int, error) {
 		m.met.target.Set(float64(t))
 		got = t
 	})
+	if err == nil {
+		err = refused
+	}
 	return got, err
 }
 

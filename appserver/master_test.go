@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -609,6 +610,29 @@ func TestScale(t *testing.T) {
 		p.waitStatus(strconv.Itoa(st.want)+" workers", func(s Status) bool {
 			return len(s.Workers) == st.want && len(readyPIDs(s)) == st.want
 		})
+	}
+	// Above the limit (4 x APP_MAX_WORKERS) nothing changes, and a huge
+	// relative step neither overflows nor forks.
+	for _, st := range []struct {
+		n        int
+		relative bool
+	}{{49, false}, {100000, false}, {47, true}, {math.MaxInt, true}} {
+		if got, err := p.Scale(st.n, st.relative); err == nil || got != 2 {
+			t.Errorf("Scale(%d, %v) = %d, %v; want an error and 2 kept", st.n, st.relative, got, err)
+		}
+	}
+	if got, err := p.Scale(math.MinInt, true); err != nil || got != 1 {
+		t.Errorf("Scale(MinInt, true) = %d, %v; want 1", got, err)
+	}
+	if got, err := p.Scale(48, false); err != nil || got != 48 {
+		t.Errorf("Scale(48) = %d, %v; want the limit allowed", got, err)
+	}
+	if _, err := p.Scale(2, false); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("2 workers", func(s Status) bool { return len(s.Workers) == 2 && len(readyPIDs(s)) == 2 })
+	if s := p.status(); s.Target != 2 {
+		t.Fatalf("target %d, want 2", s.Target)
 	}
 	// The count survives a reload (gunicorn forgets it).
 	if err := p.Reload(context.Background()); err != nil {

@@ -78,6 +78,9 @@ type reloadOp struct {
 	waiters []chan error
 }
 
+// spawnBurst is the most workers one pass of the loop starts.
+const spawnBurst = 8
+
 // spawn starts one worker of generation gen.
 func (m *Master) spawn(gen int) (*proc, error) {
 	m.nextID++
@@ -470,7 +473,9 @@ func (m *Master) manage(now time.Time) {
 
 	switch {
 	case len(active) < m.target && !now.Before(m.nextSpawn):
-		for range m.target - len(active) {
+		// A few per pass: a big scale-up must not fork in a tight loop
+		// while exits and heartbeats wait; the next tick spawns more.
+		for range min(m.target-len(active), spawnBurst) {
 			if _, err := m.spawn(m.gen); err != nil {
 				m.bootFailures++
 				m.met.bootFails.Inc()
