@@ -154,6 +154,10 @@ func FromEnv(getenv func(string) string) (Options, error) {
 		o.Listener = l
 	}
 	if hbFD > 0 {
+		// Programs the app starts must not inherit the pipe: they would
+		// keep it open after this worker exits, and could write on it.
+		// (fd 3 is closed above: the listener holds a close-on-exec dup.)
+		syscall.CloseOnExec(int(hbFD))
 		o.Heartbeat = os.NewFile(uintptr(hbFD), "onebox-heartbeat")
 	}
 	return o, nil

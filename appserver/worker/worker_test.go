@@ -39,6 +39,16 @@ func handler() http.Handler {
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "hello")
 	})
+	mux.HandleFunc("/child-fds", func(w http.ResponseWriter, r *http.Request) {
+		// Which of the protocol's descriptors a program the app starts
+		// inherits.
+		out, err := exec.Command("sh", "-c", "for fd in 3 4; do [ -e /proc/self/fd/$fd ] && echo -n \"$fd \"; done; echo end").Output()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		_, _ = w.Write(out)
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
@@ -167,6 +177,14 @@ func TestServeOnInheritedSocketWithHeartbeat(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+func TestChildrenDoNotInheritProtocolFDs(t *testing.T) {
+	p := startWorker(t)
+	p.expect(t, "ready")
+	if got := strings.TrimSpace(get(t, p.client(), "/child-fds")); got != "end" {
+		t.Fatalf("a child of the worker has inherited descriptors %q, want none of 3, 4", got)
 	}
 }
 
