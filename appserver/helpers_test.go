@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -38,8 +39,13 @@ func TestMain(m *testing.M) {
 		switch os.Args[1] {
 		case ShimArg:
 			if err := ShimMain(os.Args[2:]); err != nil {
-				fmt.Fprintln(os.Stderr, "shim:", err)
-				os.Exit(127)
+				// As cmd/onebox maps a returned error to the exit status.
+				fmt.Fprintln(os.Stderr, "onebox:", err)
+				var coder interface{ ExitCode() int }
+				if errors.As(err, &coder) {
+					os.Exit(coder.ExitCode())
+				}
+				os.Exit(1)
 			}
 		case "test-worker":
 			os.Exit(testWorker(os.Args[2:]))

@@ -233,6 +233,48 @@ func TestStartFailureHalts(t *testing.T) {
 	}
 }
 
+// The shim's exit codes, through the exit-status mapping cmd/onebox uses,
+// halt the pool at the first failure: no retry finds a missing program.
+func TestShimExitCodesHaltAtOnce(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "app")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, command, status string
+	}{
+		{"not found", "no-such-program-here --bind fd://3", "exit 127"},
+		{"not executable", notExec, "exit 126"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, tt.command)
+			cfg.Workers = 1
+			p := startPool(t, cfg, nil)
+			var err error
+			select {
+			case err = <-p.err:
+				p.err <- err
+			case <-time.After(10 * time.Second):
+				t.Fatal("the pool did not halt")
+			}
+			var be *BootError
+			if !errors.As(err, &be) || be.Status != tt.status {
+				t.Fatalf("Run = %v, want a BootError with %s", err, tt.status)
+			}
+			if got := p.metric("onebox_app_worker_boot_failures_total"); got != 1 {
+				t.Errorf("%v boot failures before the halt, want 1", got)
+			}
+			// ShimMain's own error carries the code cmd/onebox exits with.
+			serr := ShimMain(strings.Fields(tt.command))
+			var coder interface{ ExitCode() int }
+			if !errors.As(serr, &coder) || "exit "+strconv.Itoa(coder.ExitCode()) != tt.status {
+				t.Errorf("ShimMain = %v, want exit code of %s", serr, tt.status)
+			}
+		})
+	}
+}
+
 func bootTail(err error) []string {
 	var be *BootError
 	if errors.As(err, &be) {

@@ -335,10 +335,10 @@ func (m *Master) onExit(ev exitEvent) {
 		}
 		m.bootFailures++
 		l.Error().Strs("stderr", tail).Int("failures", m.bootFailures).Msg("worker failed to boot")
-		// gunicorn's convention: exit code 3 means "do not retry"; 127 is
-		// the shim's (and a shell's) "command not found", which no retry
-		// fixes either.
-		if code == 3 || code == 127 || m.bootFailures >= m.maxBootFailures {
+		// gunicorn's convention: exit code 3 means "do not retry"; 127 and
+		// 126 are the shim's (and a shell's) "command not found" and "not
+		// executable", which no retry fixes either.
+		if code == 3 || code == 126 || code == 127 || m.bootFailures >= m.maxBootFailures {
 			m.halt = &BootError{Worker: w.id, PID: w.pid, Status: status, Stderr: tail}
 			return
 		}

@@ -3,6 +3,7 @@ package appserver
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -25,17 +26,38 @@ const ShimArg = "__exec"
 // the child side of the protocol and so sets the environment itself.
 func ShimMain(args []string) error {
 	if len(args) == 0 {
-		return errors.New("exec shim: no command given")
+		return &ShimError{Code: 127, Err: errors.New("exec shim: no command given")}
 	}
 	path, err := exec.LookPath(args[0])
 	if err != nil {
-		return fmt.Errorf("exec %q: %w", args[0], err)
+		return &ShimError{Code: execCode(err), Err: fmt.Errorf("exec %q: %w", args[0], err)}
 	}
 	if err := os.Setenv(worker.EnvListenPID, strconv.Itoa(os.Getpid())); err != nil {
-		return fmt.Errorf("set %s: %w", worker.EnvListenPID, err)
+		return &ShimError{Code: 126, Err: fmt.Errorf("set %s: %w", worker.EnvListenPID, err)}
 	}
 	if err := syscall.Exec(path, args, os.Environ()); err != nil {
-		return fmt.Errorf("exec %q: %w", path, err)
+		return &ShimError{Code: execCode(err), Err: fmt.Errorf("exec %q: %w", path, err)}
 	}
 	return nil
+}
+
+// ShimError is the shim's failure to start the command. Its exit code is a
+// shell's: 127 when the command is not found, 126 when it is found but
+// cannot be executed. The pool halts at once on 127 (no retry finds it).
+type ShimError struct {
+	Code int
+	Err  error
+}
+
+func (e *ShimError) Error() string { return e.Err.Error() }
+func (e *ShimError) Unwrap() error { return e.Err }
+
+// ExitCode is 127 (not found) or 126 (not executable).
+func (e *ShimError) ExitCode() int { return e.Code }
+
+func execCode(err error) int {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return 127
+	}
+	return 126
 }
