@@ -102,9 +102,12 @@ type Master struct {
 	bootFailures int
 	halt         error
 
-	mu          sync.Mutex // guards snap and snapWorkers
+	mu          sync.Mutex // guards snap to halted
 	snap        Status
 	snapWorkers []snapWorker
+	serving     int  // workers that accept and are not draining
+	published   bool // the loop has published once
+	halted      bool // Run has returned
 }
 
 // New checks the configuration and prepares a pool; Run starts it.
@@ -227,6 +230,11 @@ func (m *Master) drainBudget(now time.Time) time.Duration {
 // keeps them until ctx is cancelled; then it drains them and returns nil.
 func (m *Master) Run(ctx context.Context) error {
 	defer close(m.done)
+	defer func() {
+		m.mu.Lock()
+		m.halted = true
+		m.mu.Unlock()
+	}()
 	m.out = newOutput(m.wlog, m.met)
 	defer m.out.close()
 	if m.cfg.Dir != "" {
@@ -419,6 +427,8 @@ func (m *Master) probe(ctx context.Context) {
 
 func (m *Master) markReady() {
 	m.readyOnce.Do(func() {
+		// Check must agree with Ready from the moment it closes.
+		m.publish(time.Now())
 		close(m.ready)
 		m.log.Info().Msg("pool ready: workers accept connections")
 	})

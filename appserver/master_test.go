@@ -114,8 +114,15 @@ func TestPythonWorker(t *testing.T) {
 	if err := os.WriteFile(script, []byte(pyWorker), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startPool(t, testConfig(t, py+" "+script), nil)
+	cfg := testConfig(t, py+" "+script)
+	cfg.BootTimeout = time.Second
+	p := startPool(t, cfg, nil)
 	p.waitReady()
+	// Silent workers boot by the clock, but the probe's answer already
+	// makes the pool ready, for /readyz too.
+	if err := p.Check(); err != nil {
+		t.Errorf("Check after the probe answered: %v", err)
+	}
 	c := unixClient(p.sock, 2)
 	body, err := get(c, "/")
 	if err != nil {
@@ -800,5 +807,39 @@ func TestDrainClampedToStopDeadline(t *testing.T) {
 	}
 	if !strings.Contains(p.log.String(), "did not drain within the graceful timeout") {
 		t.Error("the worker was not killed at the clamped deadline")
+	}
+}
+
+// Readiness follows the workers: when none serves (the only one died and its
+// replacements fail to boot), Check is an error until one boots again.
+func TestCheckFollowsWorkers(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken")
+	cfg := testConfig(t, goCommand("go", broken))
+	cfg.Workers = 1
+	p := startPool(t, cfg, func(m *Master) { m.maxBootFailures = 1000 })
+	p.waitReady()
+	if err := p.Check(); err != nil {
+		t.Fatalf("Check of a ready pool: %v", err)
+	}
+	victim := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
+	if err := os.WriteFile(broken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if victim <= 0 {
+		t.Fatalf("bad pid %d", victim)
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("Check red", func(Status) bool { return p.Check() != nil })
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("Check green again", func(Status) bool { return p.Check() == nil })
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(); err == nil {
+		t.Error("Check of a stopped pool is nil")
 	}
 }

@@ -32,6 +32,7 @@ type proc struct {
 	started      time.Time
 	state        string
 	booted       bool
+	probed       bool // booting when the socket first answered: it may be the one accepting
 	stopReason   string    // why it was sent SIGTERM
 	killAt       time.Time // drain deadline, or SIGABRT + grace
 	killed       bool
@@ -249,6 +250,13 @@ func (m *Master) parseBeat(w *proc, line string, now time.Time) {
 func (m *Master) onEvent(ev event) {
 	switch ev.kind {
 	case evProbe:
+		// Workers that never heartbeat boot only after the boot window,
+		// but something of this generation accepts already.
+		for _, w := range m.workers {
+			if w.gen == m.gen && w.state == stBooting {
+				w.probed = true
+			}
+		}
 		m.markReady()
 	case evBeat:
 		if _, ok := m.workers[ev.w.pid]; !ok {

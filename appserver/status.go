@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -70,9 +71,17 @@ func (m *Master) Status() any {
 func (m *Master) publish(now time.Time) {
 	ws := make([]snapWorker, 0, len(m.workers))
 	counts := map[string]int{stBooting: 0, stReady: 0, stRetiring: 0, stDraining: 0, stAborted: 0}
-	var busyN, idleN int
+	var busyN, idleN, serving int
 	for _, w := range m.workers {
 		ws = append(ws, snapWorker{w, w.state})
+		switch w.state {
+		case stReady, stRetiring:
+			serving++
+		case stBooting:
+			if w.probed {
+				serving++
+			}
+		}
 		counts[w.state]++
 		switch n := w.inflight.Load(); {
 		case n > 0:
@@ -92,7 +101,28 @@ func (m *Master) publish(now time.Time) {
 	m.snap.Generation = m.gen
 	m.snap.Reloading = m.reload != nil
 	m.snapWorkers = ws
+	m.serving = serving
+	m.published = true
 	m.mu.Unlock()
+}
+
+// Check reports whether the pool serves now (the supervisor's /readyz asks
+// it): nil iff at least one worker has booted (or answered the start-up
+// probe) and is not draining. Ready closes once; Check turns red again when
+// every worker is dead, crash-looping or draining.
+func (m *Master) Check() error {
+	m.mu.Lock()
+	n, published, halted := m.serving, m.published, m.halted
+	m.mu.Unlock()
+	switch {
+	case !published:
+		return errors.New("worker pool not started")
+	case halted:
+		return errors.New("worker pool halted")
+	case n == 0:
+		return errors.New("no worker is serving: all are booting, crashed or draining")
+	}
+	return nil
 }
 
 // runPrestart runs APP_PRESTART once, logging its output as worker 0; a
