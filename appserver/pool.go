@@ -32,7 +32,7 @@ type proc struct {
 	started      time.Time
 	state        string
 	booted       bool
-	probed       bool // booting when the socket first answered: it may be the one accepting
+	probed       bool      // booting when the socket first answered: it may be the one accepting
 	stopReason   string    // why it was sent SIGTERM
 	killAt       time.Time // drain deadline, or SIGABRT + grace
 	killed       bool
