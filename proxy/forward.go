@@ -168,7 +168,7 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 				return
 			}
 		}
-		err = s.writeRequest(c, r, w.clientIP, upgrade, body, start)
+		err = s.writeRequest(c, r, w.clientIP, upgrade, body)
 		if err == nil {
 			resp = &c.resp
 			err = readResponse(c.br, h, r.Method, resp, &c.scratch)
@@ -324,7 +324,7 @@ func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err erro
 }
 
 // writeRequest sends the request head and body.
-func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string, body io.Reader, now time.Time) error {
+func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string, body io.Reader) error {
 	bw := c.bw
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' || r.ProtoMajor != 1 {
@@ -420,12 +420,7 @@ func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string
 			bw.WriteString("\r\n")
 		}
 	}
-	// The final flush waits for the reply to become readable (writeAwait)
-	// on connections where that is safe.
-	c.await = c.rc != nil && (!c.reused || now.Sub(c.idleFrom) < awaitIdle)
-	err := bw.Flush()
-	c.await = false
-	return err
+	return bw.Flush()
 }
 
 // bodyReader reads the client's body with a deadline per read (nginx's

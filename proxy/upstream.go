@@ -22,10 +22,7 @@ const (
 	// startupWait is how long, counted from Run, a refused or failed
 	// connect to the upstream is retried with backoff instead of being
 	// answered with 502: the pool may still be binding its socket.
-	startupWait = 10 * time.Second
-	// awaitIdle: a pooled connection idle for longer than this sends its
-	// request with a plain write (see writeAwait).
-	awaitIdle      = time.Second
+	startupWait    = 10 * time.Second
 	bufferSize     = 16 << 10
 	copyBufferSize = 32 << 10
 )
@@ -64,9 +61,8 @@ func (u *upstream) String() string { return u.label }
 // response).
 type upConn struct {
 	nc       net.Conn
-	rc       syscall.RawConn // nc's descriptor, for writeAwait; nil if nc has none
-	readDL   time.Time       // deadlines currently set on nc
-	rerr     error           // the first read error, returned by every later Read
+	readDL   time.Time // deadlines currently set on nc
+	rerr     error     // the first read error, returned by every later Read
 	writeDL  time.Time
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -75,15 +71,6 @@ type upConn struct {
 	reused   bool
 	resp     upResponse // the current response head, reused per exchange
 	scratch  []byte     // buffer for reading response heads
-
-	// await makes the next Write the request's last one, sent by
-	// writeAwait. The fields after it are writeAwait's state.
-	await   bool
-	pending []byte
-	written int
-	werr    error
-	called  bool
-	awaitFn func(uintptr) bool // c.sendThenWait, bound once per connection
 }
 
 var (
@@ -111,75 +98,13 @@ func (c *upConn) Read(p []byte) (int, error) {
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
-	now := time.Now()
-	if t := c.u.sendTimeout; t > 0 && needsRefresh(c.writeDL, now, t) {
-		c.writeDL = now.Add(t)
-		_ = c.nc.SetWriteDeadline(c.writeDL)
-	}
-	if c.await {
-		c.await = false
-		return c.writeAwait(p, now)
+	if t := c.u.sendTimeout; t > 0 {
+		if now := time.Now(); needsRefresh(c.writeDL, now, t) {
+			c.writeDL = now.Add(t)
+			_ = c.nc.SetWriteDeadline(c.writeDL)
+		}
 	}
 	return c.nc.Write(p)
-}
-
-// writeAwait sends the last bytes of a request and waits until the reply
-// is readable, so that the read that follows finds it instead of coming
-// back EAGAIN first (one system call less per exchange). Go's plain Read
-// always tries the socket before it parks; a raw read can park first, but
-// it forgets readiness signalled before it started, so the request is
-// written inside it: whatever wakes it arrived after the request. A
-// connection whose upstream had already sent something or half-closed
-// while it sat idle would then wait for a further event: forward uses
-// writeAwait only on fresh or recently used connections (see awaitIdle).
-func (c *upConn) writeAwait(p []byte, now time.Time) (int, error) {
-	if t := c.u.readTimeout; t > 0 && needsRefresh(c.readDL, now, t) {
-		c.readDL = now.Add(t)
-		_ = c.nc.SetReadDeadline(c.readDL)
-	}
-	c.pending, c.written, c.werr, c.called = p, 0, nil, false
-	werr := c.rc.Read(c.awaitFn)
-	n, err, called := c.written, c.werr, c.called
-	c.pending, c.werr = nil, nil
-	if werr != nil && called && err == nil {
-		// The request went out but the wait failed (read timeout, close):
-		// the next Read reports it rather than waiting a second time.
-		c.rerr = &net.OpError{Op: "read", Net: c.nc.RemoteAddr().Network(), Addr: c.nc.RemoteAddr(), Err: werr}
-	}
-	if err != nil {
-		return n, &net.OpError{Op: "write", Net: c.nc.RemoteAddr().Network(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-	}
-	if !called || n < len(p) {
-		// Not started (the read side had already failed) or the socket
-		// buffer is full: the rest goes out as a plain, blocking write.
-		m, err := c.nc.Write(p[n:])
-		return n + m, err
-	}
-	return n, nil
-}
-
-// sendThenWait is the raw read callback of writeAwait: on its first call
-// it writes the pending bytes and asks to wait for readability, on the
-// second (readable) it ends the wait without reading.
-func (c *upConn) sendThenWait(fd uintptr) bool {
-	if c.called {
-		return true
-	}
-	c.called = true
-	for c.written < len(c.pending) {
-		n, err := syscall.Write(int(fd), c.pending[c.written:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return true
-		case err != nil:
-			c.werr = err
-			return true
-		}
-		c.written += n
-	}
-	return false
 }
 
 // needsRefresh reports whether a deadline set earlier is too close to
@@ -271,12 +196,6 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 		cancel()
 		if err == nil {
 			c := &upConn{nc: nc, u: u}
-			if sc, ok := nc.(syscall.Conn); ok {
-				if rc, err := sc.SyscallConn(); err == nil {
-					c.rc = rc
-					c.awaitFn = c.sendThenWait
-				}
-			}
 			c.br = readerPool.Get().(*bufio.Reader)
 			c.br.Reset(c)
 			c.bw = writerPool.Get().(*bufio.Writer)
