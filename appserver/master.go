@@ -331,12 +331,14 @@ func (m *Master) bind() error {
 	// Close, and its drain hangs until a connection arrives. So: make it
 	// blocking once, before any worker, and wrap a plain descriptor that
 	// os.NewFile sees as blocking, on which Fd changes nothing.
-	fd, err := syscall.Dup(int(f.Fd()))
+	// F_DUPFD_CLOEXEC, not Dup then CloseOnExec: a process forked (by the
+	// reaper, for anyone) between the two would inherit the socket.
+	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), syscall.F_DUPFD_CLOEXEC, 0)
 	f.Close()
-	if err != nil {
-		return fmt.Errorf("bind %s: duplicate socket: %w", m.cfg.Bind, err)
+	if errno != 0 {
+		return fmt.Errorf("bind %s: duplicate socket: %w", m.cfg.Bind, errno)
 	}
-	syscall.CloseOnExec(fd)
+	fd := int(r)
 	if err := syscall.SetNonblock(fd, false); err != nil {
 		syscall.Close(fd)
 		return fmt.Errorf("bind %s: %w", m.cfg.Bind, err)
