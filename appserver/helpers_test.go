@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,6 +70,7 @@ func TestMain(m *testing.M) {
 //	late FILE MS CODE  while FILE exists: never touch fd 4 or the socket, and
 //	                  exit CODE after MS (a slow app load that fails); else as go
 //	prestart FILE CODE  write FILE, print a line, exit CODE
+//	grandchild        as go, with a child (sleep) holding stdout and stderr open
 func testWorker(args []string) int {
 	switch args[0] {
 	case "bootfail":
@@ -85,6 +87,16 @@ func testWorker(args []string) int {
 			code, _ := strconv.Atoi(args[3])
 			return code
 		}
+	case "grandchild":
+		// A helper process the app started: it outlives a crash of the
+		// worker and keeps its output pipes open.
+		cmd := exec.Command("sleep", "30")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "start helper:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "helper started")
 	case "prestart":
 		fmt.Println("migrating: 1 table")
 		if err := os.WriteFile(args[1], []byte("done"), 0o644); err != nil {

@@ -84,6 +84,7 @@ type Master struct {
 	tick            time.Duration // loop period
 	maxBootFailures int           // consecutive boot failures that halt the pool
 	reloadTimeout   time.Duration // a new generation must boot within this
+	tailWait        time.Duration // how long an exited worker's stderr may take to reach EOF
 
 	// Owned by the loop.
 	lf           *os.File
@@ -134,6 +135,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		tick:            100 * time.Millisecond,
 		maxBootFailures: 5,
 		reloadTimeout:   time.Minute,
+		tailWait:        500 * time.Millisecond,
 		workers:         make(map[int]*proc),
 		drain:           cfg.GracefulTimeout,
 	}

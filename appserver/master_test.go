@@ -849,3 +849,25 @@ func TestCheckFollowsWorkers(t *testing.T) {
 		t.Error("Check of a stopped pool is nil")
 	}
 }
+
+// A crashed worker whose helper process still holds its output pipes is
+// replaced at once: the loop does not wait for the output to end.
+func TestCrashReplacedWhileOutputHeld(t *testing.T) {
+	cfg := testConfig(t, goCommand("grandchild"))
+	cfg.Workers = 1
+	// Without the fix, the loop would block this long on the crash.
+	p := startPool(t, cfg, func(m *Master) { m.tailWait = time.Minute })
+	p.waitReady()
+	victim := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
+	if victim <= 0 {
+		t.Fatalf("bad pid %d", victim)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-victim, syscall.SIGKILL) }) // the helper, in the worker's group
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("a replacement", func(s Status) bool {
+		r := readyPIDs(s)
+		return len(r) == 1 && !r[victim]
+	})
+}

@@ -335,21 +335,28 @@ func (m *Master) onExit(ev exitEvent) {
 	case !w.booted:
 		m.met.exits.WithLabelValues("boot_failure").Inc()
 		m.met.bootFails.Inc()
-		tail := m.waitTail(w)
 		if m.reload != nil && w.gen == m.reload.gen {
-			l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot")
+			m.logTail(w, func(tail []string) {
+				l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot")
+			})
 			m.failReload(fmt.Errorf("reload: worker %d (pid %d) failed to boot: %s", w.id, w.pid, status))
 			return
 		}
 		m.bootFailures++
-		l.Error().Strs("stderr", tail).Int("failures", m.bootFailures).Msg("worker failed to boot")
 		// gunicorn's convention: exit code 3 means "do not retry"; 127 and
 		// 126 are the shim's (and a shell's) "command not found" and "not
 		// executable", which no retry fixes either.
 		if code == 3 || code == 126 || code == 127 || m.bootFailures >= m.maxBootFailures {
+			// Halting: waiting for the whole tail costs nothing now.
+			tail := m.waitTail(w)
+			l.Error().Strs("stderr", tail).Int("failures", m.bootFailures).Msg("worker failed to boot")
 			m.halt = &BootError{Worker: w.id, PID: w.pid, Status: status, Stderr: tail}
 			return
 		}
+		failures := m.bootFailures
+		m.logTail(w, func(tail []string) {
+			l.Error().Strs("stderr", tail).Int("failures", failures).Msg("worker failed to boot")
+		})
 		m.backoff(now)
 	case code == 3 && !w.beat.Load():
 		// gunicorn's "do not retry" code from a worker that outlived the
@@ -357,29 +364,50 @@ func (m *Master) onExit(ev exitEvent) {
 		// (gunicorn loads the app after forking), and no retry fixes it.
 		m.met.exits.WithLabelValues("boot_failure").Inc()
 		m.met.bootFails.Inc()
-		tail := m.waitTail(w)
 		if m.reload != nil && w.gen == m.reload.gen {
-			l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot (exit 3)")
+			m.logTail(w, func(tail []string) {
+				l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot (exit 3)")
+			})
 			m.failReload(fmt.Errorf("reload: worker %d (pid %d) failed to boot: %s", w.id, w.pid, status))
 			return
 		}
+		tail := m.waitTail(w)
 		l.Error().Strs("stderr", tail).Msg("worker failed to boot (exit 3)")
 		m.halt = &BootError{Worker: w.id, PID: w.pid, Status: status, Stderr: tail}
 	default:
 		m.met.exits.WithLabelValues("crash").Inc()
-		l.Error().Strs("stderr", m.waitTail(w)).Msg("worker exited unexpectedly; replacing it")
+		m.logTail(w, func(tail []string) {
+			l.Error().Strs("stderr", tail).Msg("worker exited unexpectedly; replacing it")
+		})
 		m.backoff(now)
 	}
 }
 
 // waitTail returns the worker's last stderr lines once its output is read
-// (bounded: a grandchild may hold the pipe open).
+// (bounded: a grandchild may hold the pipe open). It blocks the loop, so
+// only a halt uses it.
 func (m *Master) waitTail(w *proc) []string {
 	select {
 	case <-w.outDone:
-	case <-time.After(500 * time.Millisecond):
+	case <-time.After(m.tailWait):
 	}
 	return w.tail.lines()
+}
+
+// logTail calls log with the worker's last stderr lines once its output is
+// read, off the loop: a grandchild holding the pipe must not delay the
+// replacement of a crashed worker.
+func (m *Master) logTail(w *proc, log func(tail []string)) {
+	go func() {
+		t := time.NewTimer(m.tailWait)
+		defer t.Stop()
+		select {
+		case <-w.outDone:
+		case <-t.C:
+		case <-m.done:
+		}
+		log(w.tail.lines())
+	}()
 }
 
 // backoff delays the next spawn after an unexpected exit: the first is
