@@ -21,6 +21,7 @@ type Config struct {
 	MaxRequests       int           `env:"MAX_REQUESTS" envDefault:"0" help:"recycle a worker after this many requests; 0 = never"`
 	MaxRequestsJitter int           `env:"MAX_REQUESTS_JITTER" envDefault:"0" help:"add up to this many requests at random to APP_MAX_REQUESTS, so workers do not recycle together"`
 	Prestart          string        `env:"PRESTART" help:"command run once after the database gate and before the workers (migrations); non-zero exit stops the container"`
+	PrestartTimeout   time.Duration `env:"PRESTART_TIMEOUT" envDefault:"10m" help:"APP_PRESTART must finish within this, or it is stopped (TERM, then KILL) and the container exits non-zero"`
 }
 
 // Enabled reports whether a pool is configured.
@@ -60,6 +61,9 @@ func (c Config) Validate() config.Problems {
 	}
 	if c.GracefulTimeout <= 0 {
 		ps.Add("GRACEFUL_TIMEOUT", c.GracefulTimeout.String(), "a positive duration such as 30s")
+	}
+	if c.Prestart != "" && c.PrestartTimeout <= 0 {
+		ps.Add("PRESTART_TIMEOUT", c.PrestartTimeout.String(), "a positive duration such as 10m")
 	}
 	if c.MaxRequests < 0 {
 		ps.Add("MAX_REQUESTS", strconv.Itoa(c.MaxRequests), "0 (never) or a positive number")

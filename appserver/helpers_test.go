@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -97,6 +98,11 @@ func testWorker(args []string) int {
 			return 1
 		}
 		fmt.Fprintln(os.Stderr, "helper started")
+	case "prestart-hang":
+		// A migration stuck on a lock, deaf to SIGTERM.
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("waiting for the migration lock")
+		select {}
 	case "prestart":
 		fmt.Println("migrating: 1 table")
 		if err := os.WriteFile(args[1], []byte("done"), 0o644); err != nil {
@@ -205,6 +211,7 @@ func testConfig(t *testing.T, command string) Config {
 		Timeout:         2 * time.Second,
 		GracefulTimeout: 5 * time.Second,
 		BootTimeout:     300 * time.Millisecond,
+		PrestartTimeout: 10 * time.Second,
 	}
 }
 

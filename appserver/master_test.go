@@ -871,3 +871,27 @@ func TestCrashReplacedWhileOutputHeld(t *testing.T) {
 		return len(r) == 1 && !r[victim]
 	})
 }
+
+// A prestart command that hangs (and ignores SIGTERM) is stopped at
+// APP_PRESTART_TIMEOUT and the pool fails, instead of waiting for ever.
+func TestPrestartTimeout(t *testing.T) {
+	cfg := testConfig(t, goCommand("go"))
+	cfg.Prestart = "'" + os.Args[0] + "' test-worker prestart-hang"
+	cfg.PrestartTimeout = 300 * time.Millisecond
+	cfg.GracefulTimeout = 300 * time.Millisecond
+	p := startPool(t, cfg, nil)
+	var err error
+	select {
+	case err = <-p.err:
+		p.err <- err
+	case <-time.After(10 * time.Second):
+		t.Fatal("a hung prestart was not stopped")
+	}
+	var pe *PrestartError
+	if !errors.As(err, &pe) || pe.ExitCode() == 0 || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("Run = %v, want a PrestartError that timed out", err)
+	}
+	if !strings.Contains(p.log.String(), "waiting for the migration lock") {
+		t.Error("the hung prestart's output is not in the log")
+	}
+}

@@ -125,6 +125,27 @@ func (m *Master) Check() error {
 	return nil
 }
 
+// endPrestart stops the prestart command: SIGTERM, SIGKILL after the drain
+// budget, and a bounded wait for the reaper after that.
+func (m *Master) endPrestart(pid int, exited <-chan syscall.WaitStatus) {
+	signalGroup(pid, syscall.SIGTERM)
+	grace := time.NewTimer(m.drainBudget(time.Now()))
+	defer grace.Stop()
+	select {
+	case <-exited:
+		return
+	case <-grace.C:
+	}
+	signalGroup(pid, syscall.SIGKILL)
+	// SIGKILL cannot be refused; this bound only guards against a reaper
+	// that has stopped.
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Second):
+		m.log.Error().Int("pid", pid).Msg("prestart command not reaped 2s after SIGKILL; going on")
+	}
+}
+
 // runPrestart runs APP_PRESTART once, logging its output as worker 0; a
 // non-zero exit stops the pool (and the container) with its exit code.
 func (m *Master) runPrestart(ctx context.Context) error {
@@ -148,17 +169,18 @@ func (m *Master) runPrestart(ctx context.Context) error {
 	read := make(chan struct{})
 	go func() { m.out.read(w, "prestart", outR, t); close(read) }()
 	var ws syscall.WaitStatus
+	deadline := time.NewTimer(m.cfg.PrestartTimeout)
+	defer deadline.Stop()
 	select {
 	case ws = <-exited:
 	case <-ctx.Done():
-		signalGroup(pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(m.drainBudget(time.Now())):
-			signalGroup(pid, syscall.SIGKILL)
-			<-exited
-		}
+		m.endPrestart(pid, exited)
 		return nil
+	case <-deadline.C:
+		m.log.Error().Dur("timeout", m.cfg.PrestartTimeout).Strs("output", t.lines()).
+			Msg("prestart command did not finish within APP_PRESTART_TIMEOUT; stopping it")
+		m.endPrestart(pid, exited)
+		return &PrestartError{Code: 1, Status: "timed out after " + m.cfg.PrestartTimeout.String()}
 	}
 	select {
 	case <-read:
