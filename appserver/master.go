@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,6 +110,8 @@ type Master struct {
 	serving     int  // workers that accept and are not draining
 	published   bool // the loop has published once
 	halted      bool // Run has returned
+
+	passAt atomic.Int64 // unix nanoseconds of the loop's last hang check (tests wait on it)
 }
 
 // New checks the configuration and prepares a pool; Run starts it.
@@ -282,6 +285,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 		now := time.Now()
 		m.murder(now)
+		m.passAt.Store(now.UnixNano())
 		m.manage(now)
 		m.publish(now)
 		if m.halt != nil {

@@ -155,8 +155,10 @@ func TestClosedHeartbeatIsNotATimeout(t *testing.T) {
 	p := startPool(t, cfg, nil)
 	p.waitReady()
 	pid := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
-	// Several timeouts long: no event marks "nothing happened".
-	time.Sleep(4 * cfg.Timeout)
+	// Wait for the loop to check for hangs at a time by which a heartbeat
+	// silent since now would be four timeouts old.
+	judged := time.Now().Add(4 * cfg.Timeout).UnixNano()
+	p.waitStatus("a hang check 4 timeouts on", func(Status) bool { return p.passAt.Load() > judged })
 	if s := p.status(); len(s.Workers) != 1 || s.Workers[0].PID != pid {
 		t.Fatalf("worker %d replaced: %+v", pid, s.Workers)
 	}
