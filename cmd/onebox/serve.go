@@ -70,6 +70,7 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 			Metrics:         reg,
 			Start:           sup.Reaper().Start,
 			ShutdownTimeout: s.Onebox.ShutdownTimeout,
+			StopDeadline:    sup.StopDeadline,
 			Shim:            []string{self, appserver.ShimArg},
 		})
 		if err != nil {
