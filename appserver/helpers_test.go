@@ -209,7 +209,7 @@ func testConfig(t *testing.T, command string) Config {
 		Workers:         2,
 		MaxWorkers:      12,
 		Timeout:         2 * time.Second,
-		GracefulTimeout: 5 * time.Second,
+		GracefulTimeout: 2 * time.Second,
 		BootTimeout:     300 * time.Millisecond,
 		PrestartTimeout: 10 * time.Second,
 	}

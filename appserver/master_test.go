@@ -21,6 +21,7 @@ import (
 )
 
 func TestPoolServesAndStops(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	sock := strings.TrimPrefix(cfg.Bind, "unix:")
 	// A stale socket from a previous run is removed.
@@ -106,6 +107,7 @@ srv.serve_forever()
 `
 
 func TestPythonWorker(t *testing.T) {
+	t.Parallel()
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Fatal("python3 is required for the language-neutral worker test:", err)
@@ -140,6 +142,7 @@ func TestPythonWorker(t *testing.T) {
 // A worker that heartbeats, then closes fd 4 (as servers that close
 // inherited descriptors do) is judged by liveness from then on, not killed.
 func TestClosedHeartbeatIsNotATimeout(t *testing.T) {
+	t.Parallel()
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Fatal("python3 is required:", err)
@@ -168,6 +171,7 @@ func TestClosedHeartbeatIsNotATimeout(t *testing.T) {
 }
 
 func TestBootFailureHalts(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		code     int
@@ -218,6 +222,7 @@ func TestBootFailureHalts(t *testing.T) {
 }
 
 func TestStartFailureHalts(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, dir, command, want string
 	}{
@@ -245,6 +250,7 @@ func TestStartFailureHalts(t *testing.T) {
 // The shim's exit codes, through the exit-status mapping cmd/onebox uses,
 // halt the pool at the first failure: no retry finds a missing program.
 func TestShimExitCodesHaltAtOnce(t *testing.T) {
+	t.Parallel()
 	notExec := filepath.Join(t.TempDir(), "app")
 	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -293,6 +299,7 @@ func bootTail(err error) []string {
 }
 
 func TestWorkerOutputLogged(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.Workers = 1
 	p := startPool(t, cfg, nil)
@@ -333,6 +340,7 @@ func (g *gateWriter) Write(p []byte) (int, error) {
 }
 
 func TestOutputFloodNeverBlocks(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("flood"))
 	cfg.Workers = 1
 	gw := &gateWriter{release: make(chan struct{})}
@@ -351,6 +359,7 @@ func TestOutputFloodNeverBlocks(t *testing.T) {
 }
 
 func TestDrainOnStop(t *testing.T) {
+	t.Parallel()
 	p := startPool(t, testConfig(t, goCommand("go")), nil)
 	p.waitReady()
 	c := unixClient(p.sock, 1)
@@ -383,6 +392,7 @@ func TestDrainOnStop(t *testing.T) {
 // drain promptly: spawning must not flip the shared socket's O_NONBLOCK
 // flag under them, which leaves a Go worker stuck in a blocking accept.
 func TestDrainAfterLaterSpawns(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	slow := filepath.Join(dir, "slow")
 	cfg := testConfig(t, goCommand("go", filepath.Join(dir, "broken"), slow))
@@ -417,6 +427,7 @@ func TestDrainAfterLaterSpawns(t *testing.T) {
 }
 
 func TestPrestart(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		code int
@@ -456,6 +467,7 @@ func TestPrestart(t *testing.T) {
 }
 
 func TestKillWorkerUnderLoad(t *testing.T) {
+	t.Parallel()
 	const conc = 4
 	p := startPool(t, testConfig(t, goCommand("go")), nil)
 	p.waitReady()
@@ -483,6 +495,7 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 }
 
 func TestHeartbeatTimeout(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		path    string
@@ -537,6 +550,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 }
 
 func TestMaxRequestsRecycleUnderLoad(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.MaxRequests = 100
 	cfg.MaxRequestsJitter = 20
@@ -561,6 +575,7 @@ func TestMaxRequestsRecycleUnderLoad(t *testing.T) {
 }
 
 func TestReloadThreeTimesUnderLoad(t *testing.T) {
+	t.Parallel()
 	p := startPool(t, testConfig(t, goCommand("go")), nil)
 	p.waitReady()
 	first := readyPIDs(p.waitStatus("2 ready", func(s Status) bool { return len(readyPIDs(s)) == 2 }))
@@ -594,6 +609,7 @@ func TestReloadThreeTimesUnderLoad(t *testing.T) {
 }
 
 func TestBrokenGenerationKeepsOld(t *testing.T) {
+	t.Parallel()
 	broken := filepath.Join(t.TempDir(), "broken")
 	p := startPool(t, testConfig(t, goCommand("go", broken)), nil)
 	p.waitReady()
@@ -639,6 +655,7 @@ func TestBrokenGenerationKeepsOld(t *testing.T) {
 }
 
 func TestScale(t *testing.T) {
+	t.Parallel()
 	p := startPool(t, testConfig(t, goCommand("go")), nil)
 	p.waitReady()
 	steps := []struct {
@@ -695,6 +712,7 @@ func TestScale(t *testing.T) {
 }
 
 func TestHTTPBindAndProbe(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.Bind = "127.0.0.1:0"
 	cfg.Workers = 1
@@ -720,6 +738,7 @@ func TestHTTPBindAndProbe(t *testing.T) {
 // a new generation that loads for a while and then dies fails the reload,
 // and the old generation keeps serving.
 func TestReloadWaitsForTheBootWindow(t *testing.T) {
+	t.Parallel()
 	broken := filepath.Join(t.TempDir(), "broken")
 	cfg := testConfig(t, goCommand("late", broken, "600", "1"))
 	cfg.BootTimeout = 2 * time.Second
@@ -746,6 +765,7 @@ func TestReloadWaitsForTheBootWindow(t *testing.T) {
 // Exit code 3 from a worker that never wrote on fd 4 halts the pool even
 // after the boot window (gunicorn loads the app after forking).
 func TestLateExit3Halts(t *testing.T) {
+	t.Parallel()
 	broken := filepath.Join(t.TempDir(), "broken")
 	if err := os.WriteFile(broken, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -769,15 +789,16 @@ func TestLateExit3Halts(t *testing.T) {
 // A request longer than APP_TIMEOUT on a worker whose heartbeat is healthy
 // (a stream, a slow download) is not a hang.
 func TestLongRequestIsNotATimeout(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.Workers = 1
-	cfg.Timeout = 300 * time.Millisecond
+	cfg.Timeout = 600 * time.Millisecond
 	p := startPool(t, cfg, nil)
 	p.waitReady()
 	pid := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
 	body, err := get(unixClient(p.sock, 1), "/slow?ms=1500")
 	if err != nil || body != strconv.Itoa(pid) {
-		t.Fatalf("a 1.5s request with a 300ms timeout: %q, %v; want served by %d", body, err, pid)
+		t.Fatalf("a 1.5s request with a 600ms timeout: %q, %v; want served by %d", body, err, pid)
 	}
 	if got := p.metric("onebox_app_worker_timeouts_total"); got != 0 {
 		t.Errorf("%v timeouts for a worker that kept beating", got)
@@ -788,6 +809,7 @@ func TestLongRequestIsNotATimeout(t *testing.T) {
 // stop budget: a worker that does not finish by then is killed, well before
 // APP_GRACEFUL_TIMEOUT.
 func TestDrainClampedToStopDeadline(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.Workers = 1
 	cfg.GracefulTimeout = 8 * time.Second
@@ -821,6 +843,7 @@ func TestDrainClampedToStopDeadline(t *testing.T) {
 // Readiness follows the workers: when none serves (the only one died and its
 // replacements fail to boot), Check is an error until one boots again.
 func TestCheckFollowsWorkers(t *testing.T) {
+	t.Parallel()
 	broken := filepath.Join(t.TempDir(), "broken")
 	cfg := testConfig(t, goCommand("go", broken))
 	cfg.Workers = 1
@@ -855,6 +878,7 @@ func TestCheckFollowsWorkers(t *testing.T) {
 // A crashed worker whose helper process still holds its output pipes is
 // replaced at once: the loop does not wait for the output to end.
 func TestCrashReplacedWhileOutputHeld(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("grandchild"))
 	cfg.Workers = 1
 	// Without the fix, the loop would block this long on the crash.
@@ -877,6 +901,7 @@ func TestCrashReplacedWhileOutputHeld(t *testing.T) {
 // A prestart command that hangs (and ignores SIGTERM) is stopped at
 // APP_PRESTART_TIMEOUT and the pool fails, instead of waiting for ever.
 func TestPrestartTimeout(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.Prestart = "'" + os.Args[0] + "' test-worker prestart-hang"
 	cfg.PrestartTimeout = 300 * time.Millisecond

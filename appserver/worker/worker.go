@@ -50,8 +50,8 @@ type Options struct {
 	Signals <-chan os.Signal
 	// IdleGrace is how long a drain waits for keep-alive connections to
 	// carry one more request (answered with "Connection: close") before
-	// closing those still idle; zero means one second, and it is at most
-	// half of GracefulTimeout.
+	// closing those still idle; zero means a tenth of GracefulTimeout, at
+	// most one second. It is at most half of GracefulTimeout.
 	IdleGrace time.Duration
 	// GOMAXPROCS, when above zero, is set before serving (see FromEnv).
 	GOMAXPROCS int
@@ -245,7 +245,7 @@ func (o Options) Serve(h http.Handler) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), o.GracefulTimeout)
 	defer cancel()
-	err := c.drain(ctx, srv, o.Listener, served, conns, min(o.idleGrace(), o.GracefulTimeout/2))
+	err := c.drain(ctx, srv, o.Listener, served, conns, o.idleGrace())
 	// Beat until the drain ends, so the master never mistakes a long drain
 	// for a hang.
 	close(stopBeat)
@@ -259,9 +259,11 @@ func (o Options) Serve(h http.Handler) error {
 
 func (o Options) idleGrace() time.Duration {
 	if o.IdleGrace > 0 {
-		return o.IdleGrace
+		return min(o.IdleGrace, o.GracefulTimeout/2)
 	}
-	return time.Second
+	// A connection in use carries its next request within milliseconds;
+	// one idle for longer is no likelier to be picked now than later.
+	return min(time.Second, o.GracefulTimeout/10)
 }
 
 // drain stops the server without failing a request that is already on its

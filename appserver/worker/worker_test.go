@@ -84,7 +84,8 @@ func startWorker(t *testing.T, env ...string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=1", "LISTEN_FDS=1", "ONEBOX_HEARTBEAT_FD=4", "ONEBOX_TIMEOUT=200ms")
+	cmd.Env = append(os.Environ(), helperEnv+"=1", "LISTEN_FDS=1", "ONEBOX_HEARTBEAT_FD=4", "ONEBOX_TIMEOUT=200ms",
+		"ONEBOX_GRACEFUL_TIMEOUT=2s")
 	cmd.Env = append(cmd.Env, env...)
 	cmd.ExtraFiles = []*os.File{lf, hw}
 	cmd.Stderr = os.Stderr
