@@ -922,3 +922,75 @@ func TestPrestartTimeout(t *testing.T) {
 		t.Error("the hung prestart's output is not in the log")
 	}
 }
+
+// Workers that never heartbeat: a reload completes once the new generation
+// outlived the boot window, and a scale asked for during the reload applies
+// to the new generation.
+func TestReloadAndScaleSilentWorkers(t *testing.T) {
+	t.Parallel()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 is required:", err)
+	}
+	script := filepath.Join(t.TempDir(), "worker.py")
+	if err := os.WriteFile(script, []byte(pyWorker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, py+" "+script)
+	cfg.BootTimeout = time.Second
+	p := startPool(t, cfg, nil)
+	p.waitReady()
+	p.waitStatus("2 booted", func(s Status) bool { return len(readyPIDs(s)) == 2 })
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- p.Reload(context.Background()) }()
+	p.waitStatus("the reload under way", func(s Status) bool { return s.Reloading })
+	if got, err := p.Scale(3, false); err != nil || got != 3 {
+		t.Fatalf("Scale(3) during a reload = %d, %v", got, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("reload of silent workers: %v", err)
+	}
+	if took := time.Since(start); took < cfg.BootTimeout {
+		t.Errorf("reload done after %s, before the boot window of %s", took, cfg.BootTimeout)
+	}
+	p.waitStatus("3 workers of generation 1", func(s Status) bool {
+		n := 0
+		for _, w := range s.Workers {
+			if w.Generation == 1 && w.State == stReady {
+				n++
+			}
+		}
+		return n == 3 && len(s.Workers) == 3
+	})
+	if body, err := get(unixClient(p.sock, 1), "/"); err != nil || !strings.HasPrefix(body, "py ") {
+		t.Fatalf("after the reload: %q, %v", body, err)
+	}
+}
+
+// A new generation that neither heartbeats nor dies within the reload
+// timeout is given up; the old one keeps serving.
+func TestReloadTimeout(t *testing.T) {
+	t.Parallel()
+	slow := filepath.Join(t.TempDir(), "slow")
+	cfg := testConfig(t, goCommand("late", slow, "20000", "1"))
+	cfg.Workers = 1
+	cfg.BootTimeout = 10 * time.Second
+	p := startPool(t, cfg, func(m *Master) { m.reloadTimeout = 500 * time.Millisecond })
+	p.waitReady()
+	old := p.waitStatus("a ready worker", func(s Status) bool { return len(readyPIDs(s)) == 1 }).Workers[0].PID
+	if err := os.WriteFile(slow, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not up within") {
+		t.Fatalf("Reload = %v, want the reload timeout", err)
+	}
+	s := p.waitStatus("the old worker alone", func(s Status) bool { return len(s.Workers) == 1 })
+	if s.Workers[0].PID != old || s.Generation != 0 {
+		t.Fatalf("status %+v, want the old worker %d serving generation 0", s, old)
+	}
+	if body, err := post(unixClient(p.sock, 1), "/"); err != nil || body != strconv.Itoa(old) {
+		t.Fatalf("after the timed-out reload: %q, %v", body, err)
+	}
+}
