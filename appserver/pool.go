@@ -38,6 +38,7 @@ type proc struct {
 	killed       bool
 	tail         *tail
 	outDone      chan struct{} // closed when stdout and stderr reached EOF
+	ctl          *os.File      // write end of the control pipe (fd 5 in the worker)
 
 	lastBeat atomic.Int64 // unix nanoseconds of the last byte on fd 4; 0 = never, or fd 4 closed
 	beat     atomic.Bool  // it ever wrote on fd 4
@@ -107,6 +108,16 @@ func (m *Master) spawn(gen int) (*proc, error) {
 		outW.Close()
 		return nil, fmt.Errorf("create stderr pipe: %w", err)
 	}
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		hbR.Close()
+		hbW.Close()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return nil, fmt.Errorf("create control pipe: %w", err)
+	}
 	argv := append(append([]string{}, m.deps.Shim...), m.argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = m.cfg.Dir
@@ -121,6 +132,7 @@ func (m *Master) spawn(gen int) (*proc, error) {
 		worker.EnvListenFDNames+"=app",
 		worker.EnvWorkerID+"="+strconv.Itoa(w.id),
 		worker.EnvHeartbeatFD+"="+strconv.Itoa(worker.HeartbeatFD),
+		worker.EnvControlFD+"="+strconv.Itoa(worker.ControlFD),
 		worker.EnvTimeout+"="+m.cfg.Timeout.String(),
 		// A worker cannot be told later, so it gets the budget as of its
 		// start; should a stop deadline cut it shorter, SIGKILL enforces it.
@@ -129,7 +141,7 @@ func (m *Master) spawn(gen int) (*proc, error) {
 		worker.EnvMaxJitter+"="+strconv.Itoa(m.cfg.MaxRequestsJitter),
 		worker.EnvWorkers+"="+strconv.Itoa(m.target),
 	)
-	cmd.ExtraFiles = []*os.File{m.lf, hbW} // fd 3, fd 4
+	cmd.ExtraFiles = []*os.File{m.lf, hbW, ctlR} // fd 3, 4, 5
 	cmd.Stdout, cmd.Stderr = outW, errW
 	pid, exited, err := m.deps.Start(cmd)
 	// The child holds its own copies; ours would keep the pipes open past
@@ -137,13 +149,16 @@ func (m *Master) spawn(gen int) (*proc, error) {
 	hbW.Close()
 	outW.Close()
 	errW.Close()
+	ctlR.Close()
 	if err != nil {
 		hbR.Close()
 		outR.Close()
 		errR.Close()
+		ctlW.Close()
 		return nil, err
 	}
 	w.pid = pid
+	w.ctl = ctlW
 	m.workers[pid] = w
 	m.met.spawns.Inc()
 	m.log.Debug().Int("worker", w.id).Int("pid", pid).Int("generation", gen).Msg("worker started")
@@ -298,7 +313,18 @@ func (m *Master) stop(w *proc, reason string) {
 	w.state = stDraining
 	w.stopReason = reason
 	now := time.Now()
-	w.killAt = now.Add(m.drainBudget(now))
+	budget := m.drainBudget(now)
+	w.killAt = now.Add(budget)
+	// Tell the worker the budget it has now, before the signal: it may be
+	// shorter than the ONEBOX_GRACEFUL_TIMEOUT it started with. A little
+	// less, so it ends its drain itself (and says so) before SIGKILL. One
+	// short line into an empty pipe never blocks; a worker that does not
+	// read the pipe simply never sees it.
+	if w.ctl != nil {
+		told := budget - min(budget/10, 250*time.Millisecond)
+		_ = w.ctl.SetWriteDeadline(now.Add(10 * time.Millisecond))
+		_, _ = fmt.Fprintf(w.ctl, "%s %d\n", worker.MsgDrain, told.Milliseconds())
+	}
 	signalGroup(w.pid, syscall.SIGTERM)
 }
 
@@ -316,6 +342,9 @@ func signalGroup(pid int, sig syscall.Signal) {
 func (m *Master) onExit(ev exitEvent) {
 	w := ev.w
 	delete(m.workers, w.pid)
+	if w.ctl != nil {
+		w.ctl.Close()
+	}
 	status, code := exitStatus(ev.ws)
 	l := m.log.With().Int("worker", w.id).Int("pid", w.pid).Int("generation", w.gen).Str("status", status).
 		Dur("age", time.Since(w.started).Round(time.Millisecond)).Logger()

@@ -15,12 +15,22 @@ package worker
 //
 // After "retire" the worker keeps serving until the master, having started
 // its replacement, sends SIGTERM.
+//
+// The master also passes the read end of a control pipe as fd 5
+// (ONEBOX_CONTROL_FD=5), optional to use. Just before it sends SIGTERM it
+// writes
+//
+//	drain MS                                stop now; the drain must end within MS milliseconds
+//
+// because the budget at stop time (what the supervisor's stop deadline left)
+// can be shorter than ONEBOX_GRACEFUL_TIMEOUT, which was fixed at start.
 const (
 	EnvListenFDs       = "LISTEN_FDS"
 	EnvListenPID       = "LISTEN_PID"
 	EnvListenFDNames   = "LISTEN_FDNAMES"
 	EnvWorkerID        = "ONEBOX_WORKER_ID"
 	EnvHeartbeatFD     = "ONEBOX_HEARTBEAT_FD"
+	EnvControlFD       = "ONEBOX_CONTROL_FD"
 	EnvTimeout         = "ONEBOX_TIMEOUT"          // Go duration: heartbeat timeout the master applies
 	EnvGracefulTimeout = "ONEBOX_GRACEFUL_TIMEOUT" // Go duration: drain budget on TERM/QUIT
 	EnvMaxRequests     = "ONEBOX_MAX_REQUESTS"     // retire after this many requests; 0 = never
@@ -32,8 +42,11 @@ const (
 	ListenFD = 3
 	// HeartbeatFD is the heartbeat pipe's write end.
 	HeartbeatFD = 4
+	// ControlFD is the control pipe's read end.
+	ControlFD = 5
 
 	MsgReady  = "ready"
 	MsgBeat   = "beat"
 	MsgRetire = "retire"
+	MsgDrain  = "drain"
 )

@@ -12,6 +12,7 @@
 package worker
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,8 @@ type Options struct {
 	// Heartbeat receives protocol lines (ready, beat, retire); nil means no
 	// master is listening, and a worker at its limit drains by itself.
 	Heartbeat io.Writer
+	// Control carries the master's lines (drain MS); nil means none.
+	Control io.Reader
 	// Interval is the heartbeat period; zero means one second.
 	Interval time.Duration
 	// MaxRequests is the number of requests after which the worker retires;
@@ -67,7 +70,7 @@ func Serve(h http.Handler) error {
 	}
 	// Children of the app must not believe the socket is theirs, as
 	// sd_listen_fds(1) does.
-	for _, k := range []string{EnvListenFDs, EnvListenPID, EnvListenFDNames, EnvHeartbeatFD} {
+	for _, k := range []string{EnvListenFDs, EnvListenPID, EnvListenFDNames, EnvHeartbeatFD, EnvControlFD} {
 		_ = os.Unsetenv(k)
 	}
 	return o.Serve(h)
@@ -116,11 +119,17 @@ func FromEnv(getenv func(string) string) (Options, error) {
 		// 1 (docs/appserver.md). An explicit GOMAXPROCS wins.
 		o.GOMAXPROCS = ProcsFor(runtime.GOMAXPROCS(0), int(num(EnvWorkers)))
 	}
-	var hbFD int64
+	var hbFD, ctlFD int64
 	if v := getenv(EnvHeartbeatFD); v != "" {
 		hbFD = num(EnvHeartbeatFD)
 		if hbFD < 3 {
 			errs = append(errs, fmt.Errorf("%s=%q: want a descriptor number above 2", EnvHeartbeatFD, v))
+		}
+	}
+	if v := getenv(EnvControlFD); v != "" {
+		ctlFD = num(EnvControlFD)
+		if ctlFD < 3 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a descriptor number above 2", EnvControlFD, v))
 		}
 	}
 	if len(errs) > 0 {
@@ -160,7 +169,28 @@ func FromEnv(getenv func(string) string) (Options, error) {
 		syscall.CloseOnExec(int(hbFD))
 		o.Heartbeat = os.NewFile(uintptr(hbFD), "onebox-heartbeat")
 	}
+	if ctlFD > 0 {
+		syscall.CloseOnExec(int(ctlFD))
+		o.Control = os.NewFile(uintptr(ctlFD), "onebox-control")
+	}
 	return o, nil
+}
+
+// readControl reads the master's control lines; "drain MS" sends its
+// deadline on drainBy (once; later lines are ignored).
+func readControl(r io.Reader, drainBy chan<- time.Time) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == MsgDrain {
+			if ms, err := strconv.ParseInt(f[1], 10, 64); err == nil && ms >= 0 {
+				select {
+				case drainBy <- time.Now().Add(time.Duration(ms) * time.Millisecond):
+				default:
+				}
+			}
+		}
+	}
 }
 
 // ProcsFor shares procs (the CPU limit Go detected) among workers
@@ -234,6 +264,14 @@ func (o Options) Serve(h http.Handler) error {
 		close(beatDone)
 	}
 
+	// The master's "drain MS" is a stop request with its budget.
+	drainBy := make(chan time.Time, 1)
+	if o.Control != nil {
+		go readControl(o.Control, drainBy)
+	}
+
+	start := time.Now()
+	deadline := start.Add(o.GracefulTimeout)
 	select {
 	case err := <-served:
 		close(stopBeat)
@@ -241,10 +279,27 @@ func (o Options) Serve(h http.Handler) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-sigs:
 	case <-retire:
+	case dl := <-drainBy:
+		start = time.Now()
+		deadline = dl
 	}
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), o.GracefulTimeout)
+	if start.Add(o.GracefulTimeout).Before(deadline) {
+		deadline = start.Add(o.GracefulTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	// The signal may come first and the master's line just after.
+	go func() {
+		select {
+		case dl := <-drainBy:
+			if dl.Before(deadline) {
+				t := time.AfterFunc(time.Until(dl), cancel)
+				defer t.Stop()
+			}
+			<-ctx.Done()
+		case <-ctx.Done():
+		}
+	}()
 	err := c.drain(ctx, srv, o.Listener, served, conns, o.idleGrace())
 	// Beat until the drain ends, so the master never mistakes a long drain
 	// for a hang.

@@ -42,7 +42,7 @@ func handler() http.Handler {
 	mux.HandleFunc("/child-fds", func(w http.ResponseWriter, r *http.Request) {
 		// Which of the protocol's descriptors a program the app starts
 		// inherits.
-		out, err := exec.Command("sh", "-c", "for fd in 3 4; do [ -e /proc/self/fd/$fd ] && echo -n \"$fd \"; done; echo end").Output()
+		out, err := exec.Command("sh", "-c", "for fd in 3 4 5; do [ -e /proc/self/fd/$fd ] && echo -n \"$fd \"; done; echo end").Output()
 		if err != nil {
 			http.Error(w, err.Error(), 500)
 			return
@@ -62,6 +62,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	lines chan string
 	sock  string
+	ctl   *os.File      // the control pipe's write end (fd 5 in the worker)
 	done  chan struct{} // closed at exit; err is set before
 	err   error
 }
@@ -83,18 +84,23 @@ func startWorker(t *testing.T, env ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=1", "LISTEN_FDS=1", "ONEBOX_HEARTBEAT_FD=4", "ONEBOX_TIMEOUT=200ms",
+	cmd.Env = append(os.Environ(), helperEnv+"=1", "LISTEN_FDS=1", "ONEBOX_HEARTBEAT_FD=4", "ONEBOX_CONTROL_FD=5", "ONEBOX_TIMEOUT=200ms",
 		"ONEBOX_GRACEFUL_TIMEOUT=2s")
 	cmd.Env = append(cmd.Env, env...)
-	cmd.ExtraFiles = []*os.File{lf, hw}
+	cmd.ExtraFiles = []*os.File{lf, hw, cr}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	hw.Close()
 	lf.Close()
-	p := &proc{cmd: cmd, lines: make(chan string, 1000), sock: sock, done: make(chan struct{})}
+	cr.Close()
+	p := &proc{cmd: cmd, lines: make(chan string, 1000), sock: sock, ctl: cw, done: make(chan struct{})}
 	go func() {
 		defer close(p.lines)
 		sc := bufio.NewScanner(hr)
@@ -107,6 +113,7 @@ func startWorker(t *testing.T, env ...string) *proc {
 		_ = cmd.Process.Kill()
 		<-p.done
 		l.Close()
+		cw.Close()
 	})
 	return p
 }
@@ -185,7 +192,7 @@ func TestChildrenDoNotInheritProtocolFDs(t *testing.T) {
 	p := startWorker(t)
 	p.expect(t, "ready")
 	if got := strings.TrimSpace(get(t, p.client(), "/child-fds")); got != "end" {
-		t.Fatalf("a child of the worker has inherited descriptors %q, want none of 3, 4", got)
+		t.Fatalf("a child of the worker has inherited descriptors %q, want none of 3, 4, 5", got)
 	}
 }
 
@@ -266,6 +273,47 @@ func TestDrainAnswersKeepAliveRequests(t *testing.T) {
 	}
 	if <-p.done; p.err != nil {
 		t.Fatalf("worker exit: %v, want 0", p.err)
+	}
+}
+
+// The master's "drain MS" line stops the worker with that budget, shorter
+// than ONEBOX_GRACEFUL_TIMEOUT: what the supervisor's stop deadline left.
+func TestDrainLineSetsTheBudget(t *testing.T) {
+	tests := []struct {
+		name   string
+		signal bool // SIGTERM before the line, as the master's may overtake it
+	}{
+		{"line alone", false},
+		{"signal first", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startWorker(t, "ONEBOX_GRACEFUL_TIMEOUT=20s")
+			p.expect(t, "ready")
+			go func() { _, _ = p.client().Get("http://app/slow?ms=20000") }()
+			for len(strings.Fields(p.expect(t, "beat "))) != 6 {
+			}
+			start := time.Now()
+			if tt.signal {
+				if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := io.WriteString(p.ctl, "drain 300\n"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the drain ignored the master's 300ms budget")
+			}
+			if p.err == nil {
+				t.Error("worker exited 0 after a drain cut short")
+			}
+			if took := time.Since(start); took < 300*time.Millisecond {
+				t.Errorf("worker gave up after %s, before its 300ms budget", took)
+			}
+		})
 	}
 }
 
