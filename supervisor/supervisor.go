@@ -35,7 +35,7 @@ type Supervisor struct {
 
 	state     atomic.Value // string: starting, running, stopping
 	sigs      chan os.Signal
-	deadline  atomic.Int64 // unix nanoseconds: the end of the stop budget, 0 before the stop
+	deadline  atomic.Int64       // unix nanoseconds: the end of the stop budget, 0 before the stop
 	opCtx     context.Context    // reloads and scales; cancelled when the stop begins
 	opCancel  context.CancelFunc // cancels opCtx
 	adminAddr atomic.Value       // string
