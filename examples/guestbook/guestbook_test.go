@@ -583,7 +583,7 @@ func TestUnderThePool(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "app.sock")
 	m, err := appserver.New(appserver.Config{
 		Command: self, Prestart: self + " migrate", Bind: "unix:" + sock, Workers: 2, MaxWorkers: 12,
-		Timeout: 10 * time.Second, GracefulTimeout: 5 * time.Second,
+		Timeout: 10 * time.Second, GracefulTimeout: 5 * time.Second, BootTimeout: 5 * time.Second, PrestartTimeout: time.Minute,
 	}, appserver.Deps{Log: zerolog.Nop(), Start: reaper.Start, Shim: []string{os.Args[0], appserver.ShimArg}})
 	if err != nil {
 		t.Fatal(err)
