@@ -106,17 +106,24 @@ print("python worker", os.environ["ONEBOX_WORKER_ID"], flush=True)
 srv.serve_forever()
 `
 
-func TestPythonWorker(t *testing.T) {
-	t.Parallel()
+// pythonCommand writes src (a stdlib-only python3 worker) to a file and
+// returns the command that runs it.
+func pythonCommand(t *testing.T, src string) string {
+	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Fatal("python3 is required for the language-neutral worker test:", err)
+		t.Fatal("python3 is required for the language-neutral worker tests:", err)
 	}
 	script := filepath.Join(t.TempDir(), "worker.py")
-	if err := os.WriteFile(script, []byte(pyWorker), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t, py+" "+script)
+	return py + " " + script
+}
+
+func TestPythonWorker(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, pythonCommand(t, pyWorker))
 	cfg.BootTimeout = time.Second
 	p := startPool(t, cfg, nil)
 	p.waitReady()
@@ -143,16 +150,8 @@ func TestPythonWorker(t *testing.T) {
 // inherited descriptors do) is judged by liveness from then on, not killed.
 func TestClosedHeartbeatIsNotATimeout(t *testing.T) {
 	t.Parallel()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 is required:", err)
-	}
-	script := filepath.Join(t.TempDir(), "worker.py")
 	src := strings.Replace(pyWorker, "srv.serve_forever()", "os.write(4, b\"ready\\n\")\nos.close(4)\nsrv.serve_forever()", 1)
-	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, py+" "+script)
+	cfg := testConfig(t, pythonCommand(t, src))
 	cfg.Workers = 1
 	cfg.Timeout = 300 * time.Millisecond
 	p := startPool(t, cfg, nil)
@@ -936,15 +935,7 @@ func TestPrestartTimeout(t *testing.T) {
 // to the new generation.
 func TestReloadAndScaleSilentWorkers(t *testing.T) {
 	t.Parallel()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 is required:", err)
-	}
-	script := filepath.Join(t.TempDir(), "worker.py")
-	if err := os.WriteFile(script, []byte(pyWorker), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, py+" "+script)
+	cfg := testConfig(t, pythonCommand(t, pyWorker))
 	cfg.BootTimeout = time.Second
 	p := startPool(t, cfg, nil)
 	p.waitReady()
