@@ -59,7 +59,14 @@ type Server struct {
 	readyOnce sync.Once
 
 	mu      sync.Mutex
-	servers []*http.Server
+	servers []httpServer
+}
+
+// httpServer is what Serve drains at the end: net/http's server for TLS
+// and h1Server for plain HTTP.
+type httpServer interface {
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // site is one virtual host, compiled from a Site.
@@ -264,7 +271,7 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	if s.cfg.TLSRedirect && tlsLn != nil {
 		handler = http.HandlerFunc(s.redirectTLS)
 	}
-	plain := s.newHTTPServer(handler)
+	plain := newH1Server(handler, s.log)
 	s.mu.Lock()
 	s.servers = append(s.servers, plain)
 	s.mu.Unlock()
@@ -335,6 +342,7 @@ const (
 	idleTimeout       = 75 * time.Second
 	maxHeaderBytes    = 32 << 10
 	bodyReadTimeout   = 60 * time.Second
+	clientSendTimeout = 60 * time.Second // nginx's send_timeout
 )
 
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {

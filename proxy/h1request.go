@@ -1,0 +1,347 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// The plain-HTTP listener reads requests with this parser rather than
+// net/http's server (h1server.go says why). It is strict where ambiguity
+// would let a request be read two ways (RFC 9112): one Host, one
+// Content-Length value, Transfer-Encoding only as a lone "chunked" on
+// HTTP/1.1, no obsolete line folding, no whitespace before a colon, no
+// control characters in names or values.
+
+// requestError is a request the parser refuses: the status to answer
+// with, after which the connection is closed.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return "bad request: " + e.msg }
+
+func badRequest(msg string) error { return &requestError{http.StatusBadRequest, msg} }
+
+// errHeadTooLarge is a request head past maxHeaderBytes.
+var errHeadTooLarge = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request head too large"}
+
+// errURITooLong is a request line past maxHeaderBytes.
+var errURITooLong = &requestError{http.StatusRequestURITooLong, "request line too long"}
+
+// readHead reads one request head (request line to the empty line) into
+// buf, bounded by max bytes. Empty lines before the request line are
+// skipped (RFC 9112 §2.2). It returns the head with its line endings.
+func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	head := buf[:0]
+	lineStart := 0
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(head)+len(frag) > max {
+			if lineStart == 0 {
+				return head, errURITooLong
+			}
+			return head, errHeadTooLarge
+		}
+		head = append(head, frag...)
+		if err == bufio.ErrBufferFull {
+			continue // a line longer than the buffer: keep reading it
+		}
+		if err != nil {
+			if len(head) == 0 {
+				return head, err // nothing: a clean end of the connection
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return head, err
+		}
+		line := head[lineStart:]
+		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
+			if lineStart == 0 {
+				head = head[:0] // an empty line before the request line
+				continue
+			}
+			return head, nil
+		}
+		lineStart = len(head)
+	}
+}
+
+// parseRequest fills r from a request head read by readHead. The header
+// map and value slice are the connection's, reused per request: the
+// handler does not keep them past its return. The body is read from br.
+func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, vals *[]string) error {
+	line, rest := nextLine(head)
+	method, line, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(line, " ")
+	if !ok1 || !ok2 || !isToken(method) || target == "" {
+		return badRequest("malformed request line")
+	}
+	switch proto {
+	case "HTTP/1.1":
+		r.ProtoMinor = 1
+	case "HTTP/1.0":
+		r.ProtoMinor = 0
+	default:
+		if len(proto) == 8 && strings.HasPrefix(proto, "HTTP/") && proto[6] == '.' && isDigit(proto[5]) && isDigit(proto[7]) {
+			return &requestError{http.StatusHTTPVersionNotSupported, "unsupported protocol version " + proto}
+		}
+		return badRequest("malformed protocol version")
+	}
+	r.Method, r.RequestURI, r.Proto, r.ProtoMajor = method, target, proto, 1
+	if err := parseTarget(method, target, u); err != nil {
+		return err
+	}
+	r.URL = u
+
+	h := r.Header
+	vs := (*vals)[:0]
+	var host, cl, te string
+	var hosts, cls, tes int
+	for rest != "" {
+		line, rest = nextLine(rest)
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return badRequest("obsolete line folding")
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !isToken(k) {
+			return badRequest("malformed header line")
+		}
+		v = strings.Trim(v, " \t")
+		if !validHeaderValue(v) {
+			return badRequest("invalid header value")
+		}
+		k = canonicalKey(k)
+		switch k {
+		case "Host":
+			host = v
+			hosts++
+			continue // r.Host carries it, as with net/http
+		case "Content-Length":
+			if cls > 0 && v != cl {
+				return badRequest("conflicting Content-Length")
+			}
+			cl = v
+			cls++
+			continue
+		case "Transfer-Encoding":
+			te = v
+			tes++
+			continue
+		}
+		vs = append(vs, v)
+		if old := h[k]; old != nil {
+			h[k] = append(old, v)
+		} else {
+			h[k] = vs[len(vs)-1 : len(vs) : len(vs)]
+		}
+	}
+	*vals = vs
+
+	switch {
+	case hosts > 1:
+		return badRequest("more than one Host header")
+	case hosts == 0 && r.ProtoMinor == 1 && method != http.MethodConnect:
+		return badRequest("missing required Host header")
+	case !validHost(host):
+		return badRequest("malformed Host header")
+	}
+	r.Host = host
+	if u.Host != "" {
+		r.Host = u.Host // absolute form: the target's authority wins (RFC 9112 §3.2.2)
+	}
+
+	r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
+	switch {
+	case tes > 1:
+		return badRequest("more than one Transfer-Encoding header")
+	case tes == 1 && r.ProtoMinor == 0:
+		return badRequest("Transfer-Encoding in an HTTP/1.0 request")
+	case tes == 1 && !strings.EqualFold(te, "chunked"):
+		return &requestError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
+	case tes == 1:
+		// With a Content-Length too, chunked wins (RFC 9112 §6.3) and the
+		// handler closes the connection after the response.
+		r.TransferEncoding = hdrChunked
+		r.ContentLength = -1
+		r.Body = &requestBody{r: &chunkedBody{cr: httputil.NewChunkedReader(br), br: br}}
+	case cls == 1:
+		n, err := strconv.ParseUint(cl, 10, 63)
+		if err != nil {
+			return badRequest("malformed Content-Length")
+		}
+		r.ContentLength = int64(n)
+		if n > 0 {
+			r.Body = &requestBody{r: &lengthBody{br: br, n: int64(n)}}
+		}
+	}
+	r.Close = wantsClose(r)
+	return nil
+}
+
+var hdrChunked = []string{"chunked"}
+
+// parseTarget parses the request target as url.ParseRequestURI does, with a
+// fast path for the usual origin form that allocates nothing.
+func parseTarget(method, target string, u *url.URL) error {
+	*u = url.URL{}
+	if target[0] == '/' && plainTarget(target) {
+		u.Path, u.RawQuery, u.ForceQuery = target, "", false
+		if i := strings.IndexByte(target, '?'); i >= 0 {
+			u.Path, u.RawQuery = target[:i], target[i+1:]
+			u.ForceQuery = u.RawQuery == ""
+		}
+		return nil
+	}
+	if method == http.MethodConnect && target[0] != '/' {
+		target = "http://" + target // authority form, as net/http reads it
+	}
+	p, err := url.ParseRequestURI(target)
+	if err != nil {
+		return badRequest("malformed request target")
+	}
+	if method == http.MethodConnect {
+		p.Scheme = ""
+	}
+	*u = *p
+	return nil
+}
+
+// plainTarget reports whether a target needs no unescaping: printable
+// ASCII without '%' or '#'.
+func plainTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '%' || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// wantsClose reads the request's Connection header: HTTP/1.1 keeps the
+// connection unless told "close", HTTP/1.0 closes it unless told
+// "keep-alive".
+func wantsClose(r *http.Request) bool {
+	conn := r.Header["Connection"]
+	if r.ProtoMinor == 0 {
+		return !connectionListed(conn, "keep-alive")
+	}
+	return connectionListed(conn, "close")
+}
+
+func nextLine(s string) (line, rest string) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		return s, ""
+	}
+	line, rest = s[:i], s[i+1:]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, rest
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// isToken reports whether s is an RFC 9110 token (a method or field name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenChar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validHeaderValue refuses control characters other than tab; obs-text
+// (bytes ≥ 0x80) is allowed, as RFC 9110 §5.5 does.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost allows the characters of RFC 3986's host and port: an empty
+// Host is valid (HTTP/1.0, or "Host:" with no value).
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		if !hostChar[h[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var hostChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "-._~!$&'()*+,;=:[]%" {
+		t[c] = true
+	}
+	return t
+}()
+
+// requestBody is a request body on the plain-HTTP listener. It remembers
+// whether it was read to its end, so the connection knows whether the next
+// request starts where the reader stands, and it sends "100 Continue"
+// before the first read when the client waits for one.
+type requestBody struct {
+	r           io.Reader
+	eof         bool
+	err         error
+	continue100 func() // set while a 100 Continue is owed
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.continue100 != nil {
+		b.continue100()
+		b.continue100 = nil
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// Close does nothing: the connection decides, once the handler returns,
+// whether an unread rest is discarded or the connection closed.
+func (b *requestBody) Close() error { return nil }

@@ -1,0 +1,439 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// h1Server serves the plain-HTTP listener: HTTP/1.0 and HTTP/1.1 with
+// keep-alive, one goroutine per connection, requests parsed by
+// parseRequest and answered through h1Writer. TLS (and with it HTTP/2)
+// stays on net/http's server.
+//
+// Why not net/http here too: on a proxied request its HTTP/1 server costs
+// about as much CPU as the whole of nginx. Per request it starts a
+// goroutine for a background read (to notice a client that goes away),
+// aborts it with a deadline once the handler returns, updates deadlines
+// some six times, and clones headers; measured with ../shared/bench, a
+// minimal proxy on net/http reached 0.5× nginx's requests per second
+// where the same proxy on this loop reached 0.75× (README, docs/proxy.md).
+// What this loop gives up: a client that disconnects mid-request is
+// noticed when its response is written, not before.
+type h1Server struct {
+	handler      http.Handler
+	log          zerolog.Logger
+	shuttingDown atomic.Bool
+
+	mu    sync.Mutex
+	lns   []net.Listener
+	conns map[*h1Conn]struct{}
+}
+
+func newH1Server(h http.Handler, log zerolog.Logger) *h1Server {
+	return &h1Server{handler: h, log: log, conns: map[*h1Conn]struct{}{}}
+}
+
+// Connection states, for Shutdown: only an idle connection (waiting for
+// the next request) is closed at once; an active one finishes its
+// response first.
+const (
+	stateActive int32 = iota
+	stateIdle
+	stateClosed
+)
+
+// Serve accepts connections until Shutdown or Close, then returns
+// http.ErrServerClosed; any other accept failure is returned.
+func (s *h1Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shuttingDown.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.lns = append(s.lns, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shuttingDown.Load() {
+				return http.ErrServerClosed
+			}
+			if isTemporaryAccept(err) {
+				// Out of file descriptors or memory: wait and retry, as
+				// net/http does, rather than stop serving.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := newH1Conn(s, nc)
+		if !s.track(c) {
+			nc.Close()
+			return http.ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func isTemporaryAccept(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *h1Server) track(c *h1Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *h1Server) untrack(c *h1Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// closeListeners marks the server as shutting down and stops accepting.
+func (s *h1Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shuttingDown.Store(true)
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.lns = nil
+}
+
+// Shutdown stops accepting, closes idle connections, lets active ones
+// finish their response (which says "Connection: close" when its head is
+// still to be sent) and returns once none is left or ctx ends. Hijacked
+// connections (websockets) are not waited for, as with net/http.
+func (s *h1Server) Shutdown(ctx context.Context) error {
+	s.closeListeners()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.closeIdle() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// closeIdle closes the idle connections and returns how many are left.
+func (s *h1Server) closeIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.nc.Close()
+		}
+	}
+	return len(s.conns)
+}
+
+// Close closes the listeners and every tracked connection at once.
+func (s *h1Server) Close() error {
+	s.closeListeners()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.state.Store(stateClosed)
+		c.nc.Close()
+		c.cancel()
+	}
+	return nil
+}
+
+// maxDiscard is how much of a request body the handler left unread is
+// read and dropped to keep the connection (net/http's figure); a larger
+// rest closes it.
+const maxDiscard = 256 << 10
+
+// h1Conn is one client connection and the request state it reuses: the
+// request, its URL and header map, and the response writer.
+type h1Conn struct {
+	srv      *h1Server
+	nc       net.Conn
+	raw      *connIO
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	remote   string
+	state    atomic.Int32
+	readDL   time.Time // the read deadline currently set on nc
+	hijacked bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	base    http.Request // carries ctx; copied into req per request
+	req     http.Request
+	url     url.URL
+	header  http.Header
+	respHdr http.Header
+	vals    []string
+	head    []byte
+	w       h1Writer
+}
+
+var (
+	connReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	connWriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+func newH1Conn(s *h1Server, nc net.Conn) *h1Conn {
+	c := &h1Conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), header: http.Header{}, respHdr: http.Header{}}
+	c.state.Store(stateIdle)
+	c.raw = &connIO{nc: nc}
+	c.br = connReaderPool.Get().(*bufio.Reader)
+	c.br.Reset(nc)
+	c.bw = connWriterPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.raw)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.base = *(&http.Request{}).WithContext(c.ctx)
+	return c
+}
+
+func (c *h1Conn) serve() {
+	defer func() {
+		if p := recover(); p != nil && p != http.ErrAbortHandler {
+			c.srv.log.Error().Str("client", c.remote).Interface("panic", p).Str("stack", string(debug.Stack())).Msg("panic serving a request")
+		}
+		c.cancel()
+		c.srv.untrack(c)
+		if c.hijacked {
+			return // the handler owns the connection and its reader
+		}
+		c.nc.Close()
+		c.br.Reset(nil)
+		connReaderPool.Put(c.br)
+		c.bw.Reset(nil)
+		connWriterPool.Put(c.bw)
+	}()
+	for c.waitRequest() {
+		if !c.serveRequest() {
+			return
+		}
+	}
+}
+
+// waitRequest waits, idle, for the first byte of the next request, within
+// the idle timeout; false means the connection is done.
+func (c *h1Conn) waitRequest() bool {
+	if c.br.Buffered() == 0 {
+		if now := time.Now(); needsRefresh(c.readDL, now, idleTimeout) {
+			c.setReadDeadline(now.Add(idleTimeout))
+		}
+		c.state.Store(stateIdle)
+		if c.srv.shuttingDown.Load() {
+			return false
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return false
+		}
+	}
+	return c.state.CompareAndSwap(stateIdle, stateActive) || c.state.Load() == stateActive
+}
+
+func (c *h1Conn) setReadDeadline(t time.Time) {
+	c.readDL = t
+	_ = c.nc.SetReadDeadline(t)
+}
+
+// serveRequest reads one request, runs the handler and finishes the
+// response; false means the connection is to be closed.
+func (c *h1Conn) serveRequest() bool {
+	if !headBuffered(c.br) {
+		// The head is still arriving: bound the wait for the rest.
+		c.setReadDeadline(time.Now().Add(readHeaderTimeout))
+	}
+	head, err := readHead(c.br, c.head, maxHeaderBytes)
+	c.head = head[:0]
+	if err != nil {
+		c.reject(err)
+		return false
+	}
+	r := &c.req
+	*r = c.base
+	clear(c.header)
+	r.Header = c.header
+	r.RemoteAddr = c.remote
+	if err := parseRequest(string(head), c.br, r, &c.url, &c.vals); err != nil {
+		c.reject(err)
+		return false
+	}
+	if ex := r.Header["Expect"]; ex != nil {
+		if len(ex) != 1 || !strings.EqualFold(ex[0], "100-continue") || r.ProtoMinor == 0 {
+			c.reject(&requestError{http.StatusExpectationFailed, "unsupported Expect"})
+			return false
+		}
+		if rb, ok := r.Body.(*requestBody); ok {
+			rb.continue100 = c.send100
+		}
+	}
+	clear(c.respHdr)
+	w := &c.w
+	*w = h1Writer{c: c, req: r, header: c.respHdr}
+	c.srv.handler.ServeHTTP(w, r)
+	if c.hijacked {
+		return false
+	}
+	w.finish()
+	keep := !w.closeAfter && c.bodyDone(r)
+	if err := c.bw.Flush(); err != nil {
+		return false
+	}
+	return keep
+}
+
+// headBuffered reports whether the reader already holds a whole request
+// head, so that reading it cannot block.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
+}
+
+// bodyDone reports whether the request body is read to its end, reading
+// and dropping a small unread rest; false means the next request cannot be
+// found and the connection must close.
+func (c *h1Conn) bodyDone(r *http.Request) bool {
+	rb, ok := r.Body.(*requestBody)
+	if !ok || rb.eof {
+		return true
+	}
+	if rb.continue100 != nil || rb.err != nil {
+		// The client waits for a 100 Continue that never came, or the
+		// body already failed: what follows is unknown.
+		return false
+	}
+	if r.ContentLength > maxDiscard {
+		return false
+	}
+	c.setReadDeadline(time.Now().Add(readHeaderTimeout))
+	_, _ = io.CopyN(io.Discard, rb, maxDiscard+1)
+	return rb.eof
+}
+
+// send100 tells a client that waits with its body to send it.
+func (c *h1Conn) send100() {
+	if c.w.headSent {
+		return
+	}
+	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	_ = c.bw.Flush()
+}
+
+// reject answers a request that could not be read with a small page and
+// "Connection: close"; a connection that simply ended gets nothing.
+func (c *h1Conn) reject(err error) {
+	code := 0
+	var re *requestError
+	switch {
+	case errors.As(err, &re):
+		code = re.status
+		c.srv.log.Debug().Str("client", c.remote).Err(err).Msg("request refused")
+	case isTimeout(err):
+		code = http.StatusRequestTimeout
+	}
+	if code == 0 {
+		return
+	}
+	page, ok := statusPages[code]
+	if !ok {
+		page = []byte(strconv.Itoa(code) + " " + http.StatusText(code) + "\n")
+	}
+	bw := c.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(code))
+	bw.WriteString("\r\nServer: onebox\r\nDate: ")
+	bw.Write(httpDate())
+	bw.WriteString("\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(page)))
+	bw.WriteString("\r\nConnection: close\r\n\r\n")
+	bw.Write(page)
+	_ = c.bw.Flush()
+}
+
+// connIO is the writing side of a client connection under its bufio
+// writer. Every write is bounded by clientSendTimeout from about the time
+// it starts (nginx's send_timeout: between two writes, not for the whole
+// response); the deadline is moved lazily, as upConn's are.
+type connIO struct {
+	nc      net.Conn
+	writeDL time.Time
+}
+
+func (x *connIO) Write(p []byte) (int, error) {
+	if now := time.Now(); needsRefresh(x.writeDL, now, clientSendTimeout) {
+		x.writeDL = now.Add(clientSendTimeout)
+		_ = x.nc.SetWriteDeadline(x.writeDL)
+	}
+	return x.nc.Write(p)
+}
+
+func (x *connIO) setDeadline(t time.Time) error {
+	x.writeDL = t
+	return x.nc.SetWriteDeadline(t)
+}
+
+// sendFile copies at most n bytes of a file (or a LimitedReader of one)
+// to the connection with sendfile(2), in slices so that the send timeout
+// is counted per slice rather than for the whole file.
+func (x *connIO) sendFile(src io.Reader, n int64) (int64, error) {
+	const slice = 4 << 20
+	f := src
+	lr, isLimited := src.(*io.LimitedReader)
+	if isLimited {
+		f = lr.R
+		n = min(n, lr.N)
+	}
+	var total int64
+	var err error
+	for n > 0 && err == nil {
+		_ = x.setDeadline(time.Now().Add(clientSendTimeout))
+		want := min(n, slice)
+		var m int64
+		m, err = io.Copy(x.nc, &io.LimitedReader{R: f, N: want})
+		total += m
+		n -= m
+		if err == nil && m < want {
+			err = io.ErrUnexpectedEOF // the file is shorter than its length
+		}
+	}
+	if isLimited {
+		lr.N -= total
+	}
+	return total, err
+}
