@@ -113,7 +113,7 @@ func upgradeOf(h http.Header) string {
 	}
 	for _, v := range h["Connection"] {
 		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+			if tokenEqual(t, "upgrade") {
 				return up[0]
 			}
 		}
@@ -125,7 +125,7 @@ func upgradeOf(h http.Header) string {
 func connectionListed(conn []string, name string) bool {
 	for _, v := range conn {
 		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), name) {
+			if tokenEqual(t, name) {
 				return true
 			}
 		}
@@ -189,6 +189,11 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		if errors.Is(err, errBodyTooLarge) {
 			closeAfter(w, r)
 			writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
+			return
+		}
+		if re := (*requestError)(nil); errors.As(err, &re) {
+			closeAfter(w, r) // the client's body was malformed
+			writeStatusPage(w, r, re.status)
 			return
 		}
 		// A reused connection the upstream had closed fails before any
@@ -443,8 +448,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		return n, errBodyTooLarge
 	}
 	if err != nil && !b.done {
-		// Clear the deadline so it cannot fire on the server's
-		// background read once the body is consumed.
+		// Clear the deadline so it cannot fire on net/http's background
+		// read (the TLS listener) once the body is consumed; the plain
+		// listener sets its own before it reads again.
 		b.done = true
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}

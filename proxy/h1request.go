@@ -31,15 +31,25 @@ func badRequest(msg string) error { return &requestError{http.StatusBadRequest, 
 // errHeadTooLarge is a request head past maxHeaderBytes.
 var errHeadTooLarge = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request head too large"}
 
+// errBadTrailer is a request's chunked trailer section that is malformed
+// or larger than a head may be.
+var errBadTrailer = badRequest("malformed or oversized trailer section")
+
 // errURITooLong is a request line past maxHeaderBytes.
 var errURITooLong = &requestError{http.StatusRequestURITooLong, "request line too long"}
 
+// maxLeadingEmptyLines is how many empty lines before a request line are
+// skipped (RFC 9112 §2.2 asks for at least one, for clients that end a
+// POST body with an extra CRLF); more is a bad request, so that a client
+// cannot hold a connection with an endless run of them.
+const maxLeadingEmptyLines = 2
+
 // readHead reads one request head (request line to the empty line) into
-// buf, bounded by max bytes. Empty lines before the request line are
-// skipped (RFC 9112 §2.2). It returns the head with its line endings.
+// buf, bounded by max bytes. It returns the head with its line endings.
 func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 	head := buf[:0]
 	lineStart := 0
+	empty := 0
 	for {
 		frag, err := br.ReadSlice('\n')
 		if len(head)+len(frag) > max {
@@ -64,7 +74,10 @@ func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 		line := head[lineStart:]
 		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
 			if lineStart == 0 {
-				head = head[:0] // an empty line before the request line
+				if empty++; empty > maxLeadingEmptyLines {
+					return head, badRequest("empty lines instead of a request line")
+				}
+				head = head[:0]
 				continue
 			}
 			return head, nil
@@ -89,10 +102,16 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 	case "HTTP/1.0":
 		r.ProtoMinor = 0
 	default:
-		if len(proto) == 8 && strings.HasPrefix(proto, "HTTP/") && proto[6] == '.' && isDigit(proto[5]) && isDigit(proto[7]) {
+		switch {
+		case len(proto) != 8 || !strings.HasPrefix(proto, "HTTP/") || proto[6] != '.' || !isDigit(proto[5]) || !isDigit(proto[7]):
+			return badRequest("malformed protocol version")
+		case proto[5] == '1':
+			// A later HTTP/1 minor version is read as the highest we
+			// implement (RFC 9112 §2.3), as nginx and net/http do.
+			r.ProtoMinor = int(proto[7] - '0')
+		default:
 			return &requestError{http.StatusHTTPVersionNotSupported, "unsupported protocol version " + proto}
 		}
-		return badRequest("malformed protocol version")
 	}
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor = method, target, proto, 1
 	if err := parseTarget(method, target, u); err != nil {
@@ -161,27 +180,32 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 	}
 
 	r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
+	var clen uint64
+	if cls > 0 {
+		// Checked even beside a Transfer-Encoding that overrides it.
+		n, err := strconv.ParseUint(cl, 10, 63)
+		if err != nil {
+			return badRequest("malformed Content-Length")
+		}
+		clen = n
+	}
 	switch {
 	case tes > 1:
 		return badRequest("more than one Transfer-Encoding header")
 	case tes == 1 && r.ProtoMinor == 0:
 		return badRequest("Transfer-Encoding in an HTTP/1.0 request")
-	case tes == 1 && !strings.EqualFold(te, "chunked"):
+	case tes == 1 && !tokenEqual(te, "chunked"):
 		return &requestError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
 	case tes == 1:
 		// With a Content-Length too, chunked wins (RFC 9112 §6.3) and the
 		// handler closes the connection after the response.
 		r.TransferEncoding = hdrChunked
 		r.ContentLength = -1
-		r.Body = &requestBody{r: &chunkedBody{cr: httputil.NewChunkedReader(br), br: br}}
-	case cls == 1:
-		n, err := strconv.ParseUint(cl, 10, 63)
-		if err != nil {
-			return badRequest("malformed Content-Length")
-		}
-		r.ContentLength = int64(n)
-		if n > 0 {
-			r.Body = &requestBody{r: &lengthBody{br: br, n: int64(n)}}
+		r.Body = &requestBody{r: &chunkedBody{cr: httputil.NewChunkedReader(br), br: br, bad: errBadTrailer}}
+	case cls > 0: // equal values (checked above) frame the body as one
+		r.ContentLength = int64(clen)
+		if clen > 0 {
+			r.Body = &requestBody{r: &lengthBody{br: br, n: int64(clen)}}
 		}
 	}
 	r.Close = wantsClose(r)
@@ -216,11 +240,47 @@ func parseTarget(method, target string, u *url.URL) error {
 	return nil
 }
 
-// plainTarget reports whether a target needs no unescaping: printable
-// ASCII without '%' or '#'.
+// plainTarget reports whether url.ParseRequestURI would take the target
+// as it is: a path of bytes that net/url never escapes (so RawPath stays
+// empty), then an optional query of printable ASCII without '#'.
 func plainTarget(s string) bool {
+	i := 0
+	for ; i < len(s) && s[i] != '?'; i++ {
+		if !pathChar[s[i]] {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+var pathChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "-._~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
+
+// tokenEqual compares a header token (trimmed of spaces and tabs) with
+// another, folding ASCII case only: strings.EqualFold would also take
+// "chun\u212Aed" (Kelvin sign) for "chunked", which no other hop would.
+func tokenEqual(s, t string) bool {
+	s = strings.Trim(s, " \t")
+	if len(s) != len(t) {
+		return false
+	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == '%' || c == '#' {
+		if lowerASCII(s[i]) != lowerASCII(t[i]) {
 			return false
 		}
 	}
@@ -248,6 +308,13 @@ func nextLine(s string) (line, rest string) {
 		line = line[:n-1]
 	}
 	return line, rest
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -340,6 +407,23 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+// remaining is how many body bytes are still unread, -1 when unknown
+// (chunked).
+func (b *requestBody) remaining() int64 {
+	if lb, ok := b.r.(*lengthBody); ok {
+		return lb.n
+	}
+	return -1
+}
+
+// skipped reports, before the connection reads on, that an unread rest
+// will not be read and dropped: the client waits for a 100 Continue that
+// never came (it may or may not send the body), the body already failed,
+// or the rest is longer than maxDiscard.
+func (b *requestBody) skipped() bool {
+	return !b.eof && (b.continue100 != nil || b.err != nil || b.remaining() > maxDiscard)
 }
 
 // Close does nothing: the connection decides, once the handler returns,

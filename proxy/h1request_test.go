@@ -72,6 +72,8 @@ func TestParseRequestAccepts(t *testing.T) {
 			parsedRequest{method: "GET", uri: "/a", host: "x", path: "/a", minor: 1, header: http.Header{"X-A": {"1"}}}},
 		{"absolute form: Host from the target", "GET http://example.com:8080/p/q?a=1 HTTP/1.1\r\nHost: other.example\r\n\r\n",
 			parsedRequest{method: "GET", uri: "http://example.com:8080/p/q?a=1", host: "example.com:8080", path: "/p/q", raw: "a=1", minor: 1, header: http.Header{}}},
+		{"a later HTTP/1 minor version is read as HTTP/1.1", "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+			parsedRequest{method: "GET", uri: "/", host: "x", path: "/", minor: 2, header: http.Header{}}},
 		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
 			parsedRequest{method: "OPTIONS", uri: "*", host: "x", path: "*", minor: 1, header: http.Header{}}},
 		{"CONNECT authority form", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
@@ -176,7 +178,6 @@ var badHeads = []struct {
 	{"no version digits", "GET / HTTP/1\r\nHost: x\r\n\r\n", 400},
 	{"HTTPS/1.1", "GET / HTTPS/1.1\r\nHost: x\r\n\r\n", 400},
 	{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
-	{"HTTP/1.2", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505},
 	{"HTTP/0.9 with a version", "GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505},
 	{"bad percent-encoding", "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 	{"DEL in the target", "GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n", 400},
@@ -396,7 +397,7 @@ func TestChunkedRequestTrailerBounded(t *testing.T) {
 //     too, http.ReadRequest does not);
 //   - obsolete line folding, whitespace in or after a header name (which
 //     textproto keeps as part of the name);
-//   - versions other than HTTP/1.0 and HTTP/1.1 (HTTP/1.2, HTTP/2.0);
+//   - versions other than HTTP/1.x (HTTP/2.0 gets 505, HTTP/0.9 400);
 //   - Transfer-Encoding on HTTP/1.0 (net/http ignores it and frames by
 //     Content-Length);
 //   - heads over maxHeaderBytes.

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,23 +38,30 @@ type h1Server struct {
 	log          zerolog.Logger
 	shuttingDown atomic.Bool
 
-	mu    sync.Mutex
-	lns   []net.Listener
-	conns map[*h1Conn]struct{}
+	mu      sync.Mutex
+	lns     []net.Listener
+	conns   map[*h1Conn]struct{} // not hijacked
+	tunnels map[*h1Conn]struct{} // hijacked (websockets)
 }
 
 func newH1Server(h http.Handler, log zerolog.Logger) *h1Server {
-	return &h1Server{handler: h, log: log, conns: map[*h1Conn]struct{}{}}
+	return &h1Server{handler: h, log: log, conns: map[*h1Conn]struct{}{}, tunnels: map[*h1Conn]struct{}{}}
 }
 
-// Connection states, for Shutdown: only an idle connection (waiting for
-// the next request) is closed at once; an active one finishes its
-// response first.
+// Connection states, for Shutdown: an idle connection (waiting for the
+// next request) is closed at once, a new one once it has had newConnGrace
+// to send its first request, and an active one finishes its response
+// first.
 const (
 	stateActive int32 = iota
 	stateIdle
+	stateNew
 	stateClosed
 )
+
+// newConnGrace is how long Shutdown lets a connection accepted just before
+// it send its first request (net/http's figure).
+const newConnGrace = 5 * time.Second
 
 // Serve accepts connections until Shutdown or Close, then returns
 // http.ErrServerClosed; any other accept failure is returned.
@@ -117,6 +123,16 @@ func (s *h1Server) track(c *h1Conn) bool {
 func (s *h1Server) untrack(c *h1Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	delete(s.tunnels, c)
+	s.mu.Unlock()
+}
+
+// hijacked moves a connection to the tunnels: Shutdown does not wait for
+// them, it closes them once the ordinary connections are done.
+func (s *h1Server) hijacked(c *h1Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.tunnels[c] = struct{}{}
 	s.mu.Unlock()
 }
 
@@ -134,13 +150,15 @@ func (s *h1Server) closeListeners() {
 // Shutdown stops accepting, closes idle connections, lets active ones
 // finish their response (which says "Connection: close" when its head is
 // still to be sent) and returns once none is left or ctx ends. Hijacked
-// connections (websockets) are not waited for, as with net/http.
+// connections (websockets) are not waited for: they are closed once the
+// others are done, as the process is about to exit.
 func (s *h1Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if s.closeIdle() == 0 {
+			s.closeTunnels()
 			return nil
 		}
 		select {
@@ -151,21 +169,32 @@ func (s *h1Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// closeIdle closes the idle connections and returns how many are left.
+// closeIdle closes the idle connections, and new ones past their grace,
+// and returns how many are left.
 func (s *h1Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) ||
+			time.Since(c.accepted) > newConnGrace && c.state.CompareAndSwap(stateNew, stateClosed) {
 			c.nc.Close()
 		}
 	}
 	return len(s.conns)
 }
 
-// Close closes the listeners and every tracked connection at once.
+func (s *h1Server) closeTunnels() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.tunnels {
+		c.nc.Close()
+	}
+}
+
+// Close closes the listeners and every connection at once.
 func (s *h1Server) Close() error {
 	s.closeListeners()
+	s.closeTunnels()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
@@ -190,8 +219,12 @@ type h1Conn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	remote   string
+	accepted time.Time
 	state    atomic.Int32
-	readDL   time.Time // the read deadline currently set on nc
+	readDL   time.Time    // the read deadline currently set on nc
+	served   int          // requests answered
+	body     *requestBody // the current request's body, nil without one
+	linger   bool         // the client may still be sending: close gently
 	hijacked bool
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -212,8 +245,8 @@ var (
 )
 
 func newH1Conn(s *h1Server, nc net.Conn) *h1Conn {
-	c := &h1Conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), header: http.Header{}, respHdr: http.Header{}}
-	c.state.Store(stateIdle)
+	c := &h1Conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), accepted: time.Now(), header: http.Header{}, respHdr: http.Header{}}
+	c.state.Store(stateNew)
 	c.raw = &connIO{nc: nc}
 	c.br = connReaderPool.Get().(*bufio.Reader)
 	c.br.Reset(nc)
@@ -234,7 +267,7 @@ func (c *h1Conn) serve() {
 		if c.hijacked {
 			return // the handler owns the connection and its reader
 		}
-		c.nc.Close()
+		c.lingerClose()
 		c.br.Reset(nil)
 		connReaderPool.Put(c.br)
 		c.bw.Reset(nil)
@@ -248,13 +281,18 @@ func (c *h1Conn) serve() {
 }
 
 // waitRequest waits, idle, for the first byte of the next request, within
-// the idle timeout; false means the connection is done.
+// the idle timeout (the header timeout before the first request, as
+// net/http counts it from accept); false means the connection is done.
 func (c *h1Conn) waitRequest() bool {
 	if c.br.Buffered() == 0 {
-		if now := time.Now(); needsRefresh(c.readDL, now, idleTimeout) {
+		if c.served == 0 {
+			c.setReadDeadline(c.accepted.Add(readHeaderTimeout))
+		} else if now := time.Now(); needsRefresh(c.readDL, now, idleTimeout) {
 			c.setReadDeadline(now.Add(idleTimeout))
 		}
-		c.state.Store(stateIdle)
+		if c.served > 0 {
+			c.state.Store(stateIdle)
+		}
 		if c.srv.shuttingDown.Load() {
 			return false
 		}
@@ -262,7 +300,8 @@ func (c *h1Conn) waitRequest() bool {
 			return false
 		}
 	}
-	return c.state.CompareAndSwap(stateIdle, stateActive) || c.state.Load() == stateActive
+	return c.state.CompareAndSwap(stateIdle, stateActive) || c.state.CompareAndSwap(stateNew, stateActive) ||
+		c.state.Load() == stateActive
 }
 
 func (c *h1Conn) setReadDeadline(t time.Time) {
@@ -279,6 +318,12 @@ func (c *h1Conn) serveRequest() bool {
 	}
 	head, err := readHead(c.br, c.head, maxHeaderBytes)
 	c.head = head[:0]
+	if cap(c.head) > 4<<10 {
+		c.head = nil // a rare large head: do not keep its buffer for the connection's life
+	}
+	if cap(c.vals) > 64 {
+		c.vals = nil
+	}
 	if err != nil {
 		c.reject(err)
 		return false
@@ -292,13 +337,15 @@ func (c *h1Conn) serveRequest() bool {
 		c.reject(err)
 		return false
 	}
+	c.body, _ = r.Body.(*requestBody)
+	c.served++
 	if ex := r.Header["Expect"]; ex != nil {
-		if len(ex) != 1 || !strings.EqualFold(ex[0], "100-continue") || r.ProtoMinor == 0 {
+		if len(ex) != 1 || !tokenEqual(ex[0], "100-continue") {
 			c.reject(&requestError{http.StatusExpectationFailed, "unsupported Expect"})
 			return false
 		}
-		if rb, ok := r.Body.(*requestBody); ok {
-			rb.continue100 = c.send100
+		if c.body != nil && r.ProtoMinor > 0 { // HTTP/1.0 has no 100 Continue: ignored (RFC 9110 §10.1.1)
+			c.body.continue100 = c.send100
 		}
 	}
 	clear(c.respHdr)
@@ -309,7 +356,10 @@ func (c *h1Conn) serveRequest() bool {
 		return false
 	}
 	w.finish()
-	keep := !w.closeAfter && c.bodyDone(r)
+	keep := !w.closeAfter
+	if keep && !c.bodyDone() {
+		keep, c.linger = false, true
+	}
 	if err := c.bw.Flush(); err != nil {
 		return false
 	}
@@ -320,28 +370,41 @@ func (c *h1Conn) serveRequest() bool {
 // head, so that reading it cannot block.
 func headBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
+	b = bytes.TrimLeft(b, "\r\n") // empty lines before the request line end nothing
 	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
 // bodyDone reports whether the request body is read to its end, reading
 // and dropping a small unread rest; false means the next request cannot be
 // found and the connection must close.
-func (c *h1Conn) bodyDone(r *http.Request) bool {
-	rb, ok := r.Body.(*requestBody)
-	if !ok || rb.eof {
+func (c *h1Conn) bodyDone() bool {
+	rb := c.body // the body as parsed, whatever the handler put in r.Body
+	if rb == nil || rb.eof {
 		return true
 	}
-	if rb.continue100 != nil || rb.err != nil {
-		// The client waits for a 100 Continue that never came, or the
-		// body already failed: what follows is unknown.
-		return false
-	}
-	if r.ContentLength > maxDiscard {
+	if rb.skipped() {
 		return false
 	}
 	c.setReadDeadline(time.Now().Add(readHeaderTimeout))
 	_, _ = io.CopyN(io.Discard, rb, maxDiscard+1)
 	return rb.eof
+}
+
+// lingerTimeout bounds the reading of what a client still sends after the
+// last response, before the connection is closed.
+const lingerTimeout = time.Second
+
+// lingerClose closes the connection. When the client may still be sending
+// (a refused request, an unread body), it first ends the writing side and
+// reads what arrives for a moment, so that the response is not destroyed
+// by the reset a close with unread data sends (nginx's lingering_close,
+// net/http's closeWriteAndWait).
+func (c *h1Conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.linger && cw.CloseWrite() == nil {
+		_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.CopyN(io.Discard, c.nc, maxDiscard)
+	}
+	c.nc.Close()
 }
 
 // send100 tells a client that waits with its body to send it.
@@ -356,6 +419,7 @@ func (c *h1Conn) send100() {
 // reject answers a request that could not be read with a small page and
 // "Connection: close"; a connection that simply ended gets nothing.
 func (c *h1Conn) reject(err error) {
+	c.linger = true
 	code := 0
 	var re *requestError
 	switch {
@@ -387,20 +451,29 @@ func (c *h1Conn) reject(err error) {
 }
 
 // connIO is the writing side of a client connection under its bufio
-// writer. Every write is bounded by clientSendTimeout from about the time
-// it starts (nginx's send_timeout: between two writes, not for the whole
-// response); the deadline is moved lazily, as upConn's are.
+// writer. A write fails after clientSendTimeout without progress (nginx's
+// send_timeout: between two successful writes, not for the whole
+// response); the deadline is moved lazily, as upConn's are, and a write
+// that timed out after sending something goes on with a new one.
 type connIO struct {
 	nc      net.Conn
 	writeDL time.Time
 }
 
 func (x *connIO) Write(p []byte) (int, error) {
-	if now := time.Now(); needsRefresh(x.writeDL, now, clientSendTimeout) {
-		x.writeDL = now.Add(clientSendTimeout)
-		_ = x.nc.SetWriteDeadline(x.writeDL)
+	written := 0
+	for {
+		if now := time.Now(); needsRefresh(x.writeDL, now, clientSendTimeout) {
+			x.writeDL = now.Add(clientSendTimeout)
+			_ = x.nc.SetWriteDeadline(x.writeDL)
+		}
+		n, err := x.nc.Write(p[written:])
+		written += n
+		if err == nil || n == 0 || !isTimeout(err) {
+			return written, err
+		}
+		x.writeDL = time.Time{} // a slow reader, not a stalled one
 	}
-	return x.nc.Write(p)
 }
 
 func (x *connIO) setDeadline(t time.Time) error {
@@ -409,10 +482,8 @@ func (x *connIO) setDeadline(t time.Time) error {
 }
 
 // sendFile copies at most n bytes of a file (or a LimitedReader of one)
-// to the connection with sendfile(2), in slices so that the send timeout
-// is counted per slice rather than for the whole file.
+// to the connection with sendfile(2), with the same timeout rule as Write.
 func (x *connIO) sendFile(src io.Reader, n int64) (int64, error) {
-	const slice = 4 << 20
 	f := src
 	lr, isLimited := src.(*io.LimitedReader)
 	if isLimited {
@@ -421,16 +492,19 @@ func (x *connIO) sendFile(src io.Reader, n int64) (int64, error) {
 	}
 	var total int64
 	var err error
-	for n > 0 && err == nil {
+	for n > 0 {
 		_ = x.setDeadline(time.Now().Add(clientSendTimeout))
-		want := min(n, slice)
 		var m int64
-		m, err = io.Copy(x.nc, &io.LimitedReader{R: f, N: want})
+		m, err = io.Copy(x.nc, &io.LimitedReader{R: f, N: n})
 		total += m
 		n -= m
-		if err == nil && m < want {
+		if err != nil && m > 0 && isTimeout(err) {
+			continue // progress: a slow reader
+		}
+		if err == nil && n > 0 {
 			err = io.ErrUnexpectedEOF // the file is shorter than its length
 		}
+		break
 	}
 	if isLimited {
 		lr.N -= total

@@ -43,7 +43,10 @@ func (w *h1Writer) WriteHeader(code int) {
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
 		// An interim response (103 Early Hints): sent as is, the final
-		// one follows.
+		// one follows. HTTP/1.0 has none.
+		if w.req.ProtoMinor == 0 {
+			return
+		}
 		w.writeStatusLine(code)
 		w.writeHeaderLines()
 		w.c.bw.WriteString("\r\n")
@@ -86,8 +89,8 @@ func (w *h1Writer) sendHead() {
 	if w.req.Close || w.c.srv.shuttingDown.Load() {
 		w.closeAfter = true
 	}
-	if rb, ok := w.req.Body.(*requestBody); ok && !rb.eof && (rb.continue100 != nil || w.req.ContentLength > maxDiscard) {
-		// The unread body will not be skipped: say so before closing.
+	if rb := w.c.body; rb != nil && rb.skipped() {
+		// The unread body will not be read past: say so before closing.
 		w.closeAfter = true
 	}
 	switch {
@@ -101,9 +104,11 @@ func (w *h1Writer) sendHead() {
 	w.writeStatusLine(code)
 	w.writeHeaderLines()
 	bw := w.c.bw
-	bw.WriteString("Date: ")
-	bw.Write(httpDate())
-	bw.WriteString("\r\n")
+	if h["Date"] == nil {
+		bw.WriteString("Date: ")
+		bw.Write(httpDate())
+		bw.WriteString("\r\n")
+	}
 	switch {
 	case w.closeAfter:
 		bw.WriteString("Connection: close\r\n")
@@ -142,7 +147,7 @@ var statusLines = func() map[int]string {
 func (w *h1Writer) writeHeaderLines() {
 	bw := w.c.bw
 	for k, vv := range w.header {
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix || !isToken(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -217,6 +222,9 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 // ReadFrom sends a file with sendfile(2) when the body has a known length
 // (static files); anything else goes through Write.
 func (w *h1Writer) ReadFrom(src io.Reader) (int64, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	w.sendHead()
 	isFile := false
 	switch s := src.(type) {
@@ -279,6 +287,7 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	w.c.hijacked = true
+	w.c.srv.hijacked(w.c)
 	return w.c.nc, bufio.NewReadWriter(w.c.br, bufio.NewWriter(w.c.nc)), nil
 }
 

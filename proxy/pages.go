@@ -8,7 +8,7 @@ import (
 // Status pages are small and fixed, like nginx's, and name no version.
 var statusPages = func() map[int][]byte {
 	m := map[int][]byte{}
-	for _, c := range []int{301, 308, 400, 403, 404, 405, 408, 413, 414, 431, 500, 501, 502, 503, 504} {
+	for _, c := range []int{301, 308, 400, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505} {
 		t := strconv.Itoa(c) + " " + http.StatusText(c)
 		m[c] = []byte("<html>\r\n<head><title>" + t + "</title></head>\r\n<body>\r\n<center><h1>" + t +
 			"</h1></center>\r\n<hr><center>onebox</center>\r\n</body>\r\n</html>\r\n")

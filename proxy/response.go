@@ -114,11 +114,14 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 			break
 		}
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+		if !ok || !isToken(k) {
 			return errBadResponse // also refuses obsolete line folding
 		}
 		k = canonicalKey(k)
 		v = strings.Trim(v, " \t")
+		if !validHeaderValue(v) {
+			return errBadResponse // a bare CR could split the client's response
+		}
 		if r.raw != nil {
 			r.raw = append(r.raw, hdr{k, v})
 		}
@@ -127,11 +130,11 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 			for rest := v; rest != ""; {
 				var t string
 				t, rest, _ = strings.Cut(rest, ",")
-				t = strings.TrimSpace(t)
+				t = strings.Trim(t, " \t")
 				switch {
-				case strings.EqualFold(t, "close"):
+				case tokenEqual(t, "close"):
 					r.close = true
-				case strings.EqualFold(t, "keep-alive"):
+				case tokenEqual(t, "keep-alive"):
 					if http10 {
 						r.close = false
 					}
@@ -141,7 +144,7 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 			}
 			continue
 		case "Transfer-Encoding":
-			if !strings.EqualFold(v, "chunked") {
+			if !tokenEqual(v, "chunked") {
 				return errBadResponse
 			}
 			r.chunked = true
@@ -258,11 +261,14 @@ func (b *lengthBody) Read(p []byte) (int, error) {
 }
 
 // chunkedBody decodes a chunked body and then reads its trailer section,
-// so the connection is left at the next response.
+// so the connection is left at the next message. The trailer section is
+// bounded like a head (maxHeaderBytes) and parsed as strictly; bad is
+// the error for a malformed or oversized one.
 type chunkedBody struct {
 	cr      io.Reader
 	br      *bufio.Reader
 	trailer []hdr
+	bad     error
 }
 
 func (b *chunkedBody) Read(p []byte) (int, error) {
@@ -270,19 +276,28 @@ func (b *chunkedBody) Read(p []byte) (int, error) {
 	if err != io.EOF {
 		return n, err
 	}
+	bad := b.bad
+	if bad == nil {
+		bad = errBadResponse
+	}
+	size := 0
 	for {
 		line, err := b.br.ReadSlice('\n')
-		if err != nil {
+		size += len(line)
+		switch {
+		case err == bufio.ErrBufferFull || size > maxHeaderBytes:
+			return n, bad
+		case err != nil:
 			return n, io.ErrUnexpectedEOF
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
+		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
 			return n, io.EOF
 		}
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			return n, errBadResponse
+		k, v, ok := strings.Cut(strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r"), ":")
+		v = strings.Trim(v, " \t")
+		if !ok || !isToken(k) || !validHeaderValue(v) {
+			return n, bad
 		}
-		b.trailer = append(b.trailer, hdr{canonicalKey(string(k)), string(bytes.TrimSpace(v))})
+		b.trailer = append(b.trailer, hdr{canonicalKey(k), v})
 	}
 }
