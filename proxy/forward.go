@@ -168,6 +168,9 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 				return
 			}
 		}
+		if hw, ok := w.w.(*h1Writer); ok {
+			c.client = hw.c.nc // watched while the upstream is slow
+		}
 		err = s.writeRequest(c, r, w.clientIP, upgrade, body)
 		if err == nil {
 			resp = &c.resp
@@ -318,7 +321,7 @@ func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err erro
 	case connecting:
 		kind = upErrConnect
 	}
-	if r.Context().Err() != nil {
+	if r.Context().Err() != nil || errors.Is(err, errClientGone) {
 		// The client went away: nginx logs 499.
 		w.status = 499
 		return
@@ -467,6 +470,7 @@ func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *upRespons
 		return
 	}
 	w.status = http.StatusSwitchingProtocols
+	c.client = nil
 	_ = cc.SetDeadline(time.Time{})
 	_ = c.nc.SetDeadline(time.Time{})
 	// From here the upstream connection is a plain pipe: no timeouts.

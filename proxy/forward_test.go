@@ -353,3 +353,45 @@ func TestForwardConcurrent(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// A client that closes its connection while the upstream is still working
+// is noticed within about a second: the upstream connection is closed (the
+// upstream's request context ends), the access log says 499, and the proxy
+// keeps serving.
+func TestClientAbortWhileUpstreamWorks(t *testing.T) {
+	up := startUpstream(t, true)
+	lines := make(lineWriter, 10)
+	_, addr := startServer(t, envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target, "ACCESS_LOG": "combined"}), Deps{AccessLog: lines})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Closing at once is fine: the request bytes precede the FIN, so the
+	// proxy reads and forwards it, then finds the client gone. /aborted,
+	// asked on another connection, waits for the abandonment (10 s).
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/aborted")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	c.Close()
+	if g := <-got; g != "aborted" {
+		t.Fatalf("upstream request: %q, want it abandoned by the proxy", g)
+	}
+	var logged []string
+	for range 2 {
+		logged = append(logged, lines.next(t))
+	}
+	if !strings.Contains(strings.Join(logged, ""), `"GET /hold HTTP/1.1" 499 0`) {
+		t.Errorf("access log %q: want /hold logged 499", logged)
+	}
+}

@@ -71,7 +71,17 @@ type upConn struct {
 	reused   bool
 	resp     upResponse // the current response head, reused per exchange
 	scratch  []byte     // buffer for reading response heads
+	// client is the plain-HTTP client connection of the current exchange,
+	// or nil. While a read waits on the upstream, it is checked every
+	// clientCheckInterval: a client that went away ends the exchange
+	// (nginx's 499) instead of holding the upstream to the end.
+	client net.Conn
 }
+
+const clientCheckInterval = time.Second
+
+// errClientGone ends an upstream read whose client closed its connection.
+var errClientGone = errors.New("client closed the connection")
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufferSize) }}
@@ -84,17 +94,60 @@ func (c *upConn) Read(p []byte) (int, error) {
 		// fresh deadline would make a read timeout fire twice.
 		return 0, c.rerr
 	}
-	if t := c.u.readTimeout; t > 0 {
-		if now := time.Now(); needsRefresh(c.readDL, now, t) {
-			c.readDL = now.Add(t)
+	t := c.u.readTimeout
+	var start time.Time
+	for {
+		now := time.Now()
+		if start.IsZero() {
+			start = now
+		}
+		// With a client to watch, the deadline is the next check; the
+		// read timeout is then counted here, from the start of the read.
+		step := t
+		if c.client != nil && (t <= 0 || t > clientCheckInterval) {
+			step = clientCheckInterval
+		}
+		if step > 0 && needsRefresh(c.readDL, now, step) {
+			c.readDL = now.Add(step)
 			_ = c.nc.SetReadDeadline(c.readDL)
 		}
+		n, err := c.nc.Read(p)
+		if err != nil && n == 0 && step != t && isTimeout(err) {
+			switch {
+			case clientGone(c.client):
+				err = errClientGone
+			case t <= 0 || time.Since(start) < t:
+				c.readDL = time.Time{} // the upstream is slow, the client still there
+				continue
+			}
+		}
+		if err != nil {
+			c.rerr = err
+		}
+		return n, err
 	}
-	n, err := c.nc.Read(p)
+}
+
+// clientGone reports, without blocking, whether the client closed (or
+// reset) its connection. Bytes waiting (a pipelined request) mean it is
+// still there.
+func clientGone(nc net.Conn) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
-		c.rerr = err
+		return true
 	}
-	return n, err
+	gone := false
+	var buf [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && err != syscall.EINTR
+		return true
+	})
+	return gone
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
@@ -165,6 +218,7 @@ func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, error) {
 
 // put keeps a connection whose exchange finished cleanly.
 func (u *upstream) put(c *upConn) {
+	c.client = nil
 	if c.br.Buffered() > 0 { // the upstream sent more than the response: unusable
 		c.close()
 		return

@@ -47,6 +47,7 @@ func upstreamMain() {
 	}
 	var conns, closed atomic.Int64
 	release := make(chan struct{})
+	aborted := make(chan struct{}, 16)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -68,6 +69,25 @@ func upstreamMain() {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		_, _ = io.WriteString(w, "slow done")
+	})
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		// Answers only after 20 s; the request's context ends earlier
+		// when the proxy closes the upstream connection.
+		select {
+		case <-r.Context().Done():
+			aborted <- struct{}{}
+		case <-time.After(20 * time.Second):
+			_, _ = io.WriteString(w, "held to the end")
+		}
+	})
+	mux.HandleFunc("/aborted", func(w http.ResponseWriter, r *http.Request) {
+		// Waits for one /hold to be abandoned by the proxy.
+		select {
+		case <-aborted:
+			_, _ = io.WriteString(w, "aborted")
+		case <-time.After(10 * time.Second):
+			_, _ = io.WriteString(w, "not aborted")
+		}
 	})
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(1<<20))
