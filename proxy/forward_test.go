@@ -395,3 +395,20 @@ func TestClientAbortWhileUpstreamWorks(t *testing.T) {
 		t.Errorf("access log %q: want /hold logged 499", logged)
 	}
 }
+
+// A malformed chunked request body is the client's fault: 400, no
+// upstream error counted or logged as one.
+func TestMalformedChunkedBodyIs400(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+	for _, body := range []string{
+		"zz\r\nhello\r\n0\r\n\r\n",             // not a chunk size
+		"5\r\nhelloXX0\r\n\r\n",                // no CRLF after the chunk
+		"3\r\nabc\r\n0\r\nBad Trailer\r\n\r\n", // a trailer line without a name
+	} {
+		status, _, closed := exchange(t, addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+body)
+		if status != http.StatusBadRequest || !closed {
+			t.Errorf("body %q: status %d, closed %v; want 400 and closed", body, status, closed)
+		}
+	}
+}

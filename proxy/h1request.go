@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -108,7 +109,7 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 		case proto[5] == '1':
 			// A later HTTP/1 minor version is read as the highest we
 			// implement (RFC 9112 §2.3), as nginx and net/http do.
-			r.ProtoMinor = int(proto[7] - '0')
+			r.ProtoMinor, proto = 1, "HTTP/1.1"
 		default:
 			return &requestError{http.StatusHTTPVersionNotSupported, "unsupported protocol version " + proto}
 		}
@@ -208,7 +209,9 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 			r.Body = &requestBody{r: &lengthBody{br: br, n: int64(clen)}}
 		}
 	}
-	r.Close = wantsClose(r)
+	// Both framings: chunked was used, and the connection is not trusted
+	// after the response (RFC 9112 §6.3), whatever the handler does.
+	r.Close = wantsClose(r) || tes == 1 && cls > 0
 	return nil
 }
 
@@ -400,8 +403,20 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		b.continue100 = nil
 	}
 	n, err := b.r.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.eof = true
+	case err != nil:
+		// The client's fault, not the upstream's: answered 408 or 400
+		// by the proxy, not counted as an upstream error.
+		var re *requestError
+		switch {
+		case errors.As(err, &re):
+		case isTimeout(err):
+			err = &requestError{http.StatusRequestTimeout, "request body: " + err.Error()}
+		default:
+			err = &requestError{http.StatusBadRequest, "request body: " + err.Error()}
+		}
 	}
 	if err != nil {
 		b.err = err

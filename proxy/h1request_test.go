@@ -73,7 +73,7 @@ func TestParseRequestAccepts(t *testing.T) {
 		{"absolute form: Host from the target", "GET http://example.com:8080/p/q?a=1 HTTP/1.1\r\nHost: other.example\r\n\r\n",
 			parsedRequest{method: "GET", uri: "http://example.com:8080/p/q?a=1", host: "example.com:8080", path: "/p/q", raw: "a=1", minor: 1, header: http.Header{}}},
 		{"a later HTTP/1 minor version is read as HTTP/1.1", "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
-			parsedRequest{method: "GET", uri: "/", host: "x", path: "/", minor: 2, header: http.Header{}}},
+			parsedRequest{method: "GET", uri: "/", host: "x", path: "/", minor: 1, header: http.Header{}}},
 		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
 			parsedRequest{method: "OPTIONS", uri: "*", host: "x", path: "*", minor: 1, header: http.Header{}}},
 		{"CONNECT authority form", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
@@ -107,7 +107,7 @@ func TestParseRequestAccepts(t *testing.T) {
 		{"chunked body with trailer", "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 1\r\n\r\nNEXT",
 			parsedRequest{method: "POST", uri: "/p", host: "x", path: "/p", minor: 1, header: http.Header{}, length: -1, te: []string{"chunked"}, body: "hello world", rest: "NEXT"}},
 		{"chunked wins over Content-Length", "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-			parsedRequest{method: "POST", uri: "/p", host: "x", path: "/p", minor: 1, header: http.Header{}, length: -1, te: []string{"chunked"}, body: "abc"}},
+			parsedRequest{method: "POST", uri: "/p", host: "x", path: "/p", minor: 1, header: http.Header{}, length: -1, te: []string{"chunked"}, body: "abc", close: true}},
 		{"HTTP/1.0 without Host closes", "GET / HTTP/1.0\r\n\r\n",
 			parsedRequest{method: "GET", uri: "/", path: "/", header: http.Header{}, close: true}},
 		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
@@ -178,6 +178,7 @@ var badHeads = []struct {
 	{"no version digits", "GET / HTTP/1\r\nHost: x\r\n\r\n", 400},
 	{"HTTPS/1.1", "GET / HTTPS/1.1\r\nHost: x\r\n\r\n", 400},
 	{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+	{"a later HTTP/1 minor needs Host as 1.1 does", "GET / HTTP/1.2\r\n\r\n", 400},
 	{"HTTP/0.9 with a version", "GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505},
 	{"bad percent-encoding", "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 	{"DEL in the target", "GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n", 400},
@@ -466,6 +467,12 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		o := view{ours.Method, ours.RequestURI, ours.Proto, ours.Host, *ours.URL, ours.ContentLength, ours.TransferEncoding, ours.Close, ours.Header}
 		n := view{theirs.Method, theirs.RequestURI, theirs.Proto, theirs.Host, *theirs.URL, theirs.ContentLength, theirs.TransferEncoding, theirs.Close, th}
+		if theirs.ProtoMajor == 1 && theirs.ProtoMinor > 1 {
+			n.Proto = "HTTP/1.1" // ours reads later HTTP/1 minors as 1.1
+		}
+		if ours.TransferEncoding != nil && bytes.Contains(bytes.ToLower(stripped), []byte("\ncontent-length:")) {
+			n.Close = true // both framings: ours closes after the response (RFC 9112 §6.3)
+		}
 		if len(o.Header) == 0 && len(n.Header) == 0 {
 			o.Header, n.Header = nil, nil
 		}

@@ -293,8 +293,8 @@ func (c *h1Conn) waitRequest() bool {
 		if c.served > 0 {
 			c.state.Store(stateIdle)
 		}
-		if c.srv.shuttingDown.Load() {
-			return false
+		if c.served > 0 && c.srv.shuttingDown.Load() {
+			return false // a new connection keeps its grace (closeIdle)
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return false
@@ -312,8 +312,9 @@ func (c *h1Conn) setReadDeadline(t time.Time) {
 // serveRequest reads one request, runs the handler and finishes the
 // response; false means the connection is to be closed.
 func (c *h1Conn) serveRequest() bool {
-	if !headBuffered(c.br) {
-		// The head is still arriving: bound the wait for the rest.
+	if c.served > 0 && !headBuffered(c.br) {
+		// The head is still arriving: bound the wait for the rest (the
+		// first request's bound counts from accept, set by waitRequest).
 		c.setReadDeadline(time.Now().Add(readHeaderTimeout))
 	}
 	head, err := readHead(c.br, c.head, maxHeaderBytes)
@@ -328,9 +329,9 @@ func (c *h1Conn) serveRequest() bool {
 		c.reject(err)
 		return false
 	}
+	defer c.endRequest()
 	r := &c.req
 	*r = c.base
-	clear(c.header)
 	r.Header = c.header
 	r.RemoteAddr = c.remote
 	if err := parseRequest(string(head), c.br, r, &c.url, &c.vals); err != nil {
@@ -348,7 +349,6 @@ func (c *h1Conn) serveRequest() bool {
 			c.body.continue100 = c.send100
 		}
 	}
-	clear(c.respHdr)
 	w := &c.w
 	*w = h1Writer{c: c, req: r, header: c.respHdr}
 	c.srv.handler.ServeHTTP(w, r)
@@ -356,14 +356,33 @@ func (c *h1Conn) serveRequest() bool {
 		return false
 	}
 	w.finish()
-	keep := !w.closeAfter
-	if keep && !c.bodyDone() {
-		keep, c.linger = false, true
+	keep := !w.closeAfter && c.bodyDone()
+	if !keep && c.body != nil && !c.body.eof {
+		c.linger = true // the client may still be sending its body
 	}
 	if err := c.bw.Flush(); err != nil {
 		return false
 	}
 	return keep
+}
+
+// endRequest drops what the request held, so an idle connection keeps no
+// head, URL or header strings, and its maps no table grown by an unusual
+// request.
+func (c *h1Conn) endRequest() {
+	if c.hijacked {
+		return
+	}
+	for _, m := range []*http.Header{&c.header, &c.respHdr} {
+		if len(*m) > 64 {
+			*m = http.Header{}
+		} else {
+			clear(*m)
+		}
+	}
+	clear(c.vals[:cap(c.vals)])
+	c.raw.endRequest()
+	c.req, c.url, c.body, c.w = http.Request{}, url.URL{}, nil, h1Writer{}
 }
 
 // headBuffered reports whether the reader already holds a whole request
@@ -402,15 +421,15 @@ const lingerTimeout = time.Second
 func (c *h1Conn) lingerClose() {
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.linger && cw.CloseWrite() == nil {
 		_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
-		_, _ = io.CopyN(io.Discard, c.nc, maxDiscard)
+		_, _ = io.Copy(io.Discard, c.nc) // until the client's EOF or the deadline
 	}
 	c.nc.Close()
 }
 
 // send100 tells a client that waits with its body to send it.
 func (c *h1Conn) send100() {
-	if c.w.headSent {
-		return
+	if c.w.headSent || c.w.wroteHeader {
+		return // the answer is already decided: no invitation to send
 	}
 	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 	_ = c.bw.Flush()
@@ -454,13 +473,19 @@ func (c *h1Conn) reject(err error) {
 // writer. A write fails after clientSendTimeout without progress (nginx's
 // send_timeout: between two successful writes, not for the whole
 // response); the deadline is moved lazily, as upConn's are, and a write
-// that timed out after sending something goes on with a new one.
+// that timed out after sending something goes on with a new one. A
+// deadline the handler set (http.ResponseController) is kept as it is
+// until the next request.
 type connIO struct {
 	nc      net.Conn
 	writeDL time.Time
+	fixed   bool // the handler's deadline is in force
 }
 
 func (x *connIO) Write(p []byte) (int, error) {
+	if x.fixed {
+		return x.nc.Write(p)
+	}
 	written := 0
 	for {
 		if now := time.Now(); needsRefresh(x.writeDL, now, clientSendTimeout) {
@@ -476,9 +501,17 @@ func (x *connIO) Write(p []byte) (int, error) {
 	}
 }
 
-func (x *connIO) setDeadline(t time.Time) error {
-	x.writeDL = t
+// setHandlerDeadline is SetWriteDeadline for the handler.
+func (x *connIO) setHandlerDeadline(t time.Time) error {
+	x.fixed, x.writeDL = true, t
 	return x.nc.SetWriteDeadline(t)
+}
+
+// endRequest returns to the send timeout after a handler's deadline.
+func (x *connIO) endRequest() {
+	if x.fixed {
+		x.fixed, x.writeDL = false, time.Time{}
+	}
 }
 
 // sendFile copies at most n bytes of a file (or a LimitedReader of one)
@@ -493,12 +526,15 @@ func (x *connIO) sendFile(src io.Reader, n int64) (int64, error) {
 	var total int64
 	var err error
 	for n > 0 {
-		_ = x.setDeadline(time.Now().Add(clientSendTimeout))
+		if !x.fixed {
+			x.writeDL = time.Now().Add(clientSendTimeout)
+			_ = x.nc.SetWriteDeadline(x.writeDL)
+		}
 		var m int64
 		m, err = io.Copy(x.nc, &io.LimitedReader{R: f, N: n})
 		total += m
 		n -= m
-		if err != nil && m > 0 && isTimeout(err) {
+		if err != nil && m > 0 && !x.fixed && isTimeout(err) {
 			continue // progress: a slow reader
 		}
 		if err == nil && n > 0 {

@@ -298,7 +298,7 @@ func (w *h1Writer) SetReadDeadline(t time.Time) error {
 	return w.c.nc.SetReadDeadline(t)
 }
 
-func (w *h1Writer) SetWriteDeadline(t time.Time) error { return w.c.raw.setDeadline(t) }
+func (w *h1Writer) SetWriteDeadline(t time.Time) error { return w.c.raw.setHandlerDeadline(t) }
 
 // finish completes the response once the handler has returned: the head
 // if none went out, the last chunk and trailers, and the decision whether

@@ -40,8 +40,12 @@ var errBadResponse = errors.New("malformed upstream response")
 // two allocations instead of about fifteen. 1xx responses other than 101
 // are skipped.
 func readResponse(br *bufio.Reader, dst http.Header, method string, r *upResponse, scratch *[]byte) error {
-	for {
-		// Skip interim responses (100 Continue, 103 Early Hints) whole.
+	for interim := 0; ; interim++ {
+		// Skip interim responses (100 Continue, 103 Early Hints) whole,
+		// a few of them, as net/http does.
+		if interim > 5 {
+			return errBadResponse
+		}
 		if p, err := br.Peek(13); err == nil && bytes.HasPrefix(p, []byte("HTTP/1.")) && p[9] == '1' && string(p[9:12]) != "101" {
 			for {
 				line, err := br.ReadSlice('\n')

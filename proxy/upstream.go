@@ -142,12 +142,12 @@ func clientGone(nc net.Conn) bool {
 	}
 	gone := false
 	var buf [1]byte
-	_ = rc.Read(func(fd uintptr) bool {
+	err = rc.Read(func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && err != syscall.EINTR
 		return true
 	})
-	return gone
+	return gone || err != nil // an error: closed on our side (the drain's end)
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
