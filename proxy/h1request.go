@@ -261,18 +261,7 @@ func plainTarget(s string) bool {
 	return true
 }
 
-var pathChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "-._~$&+,/:;=@" {
-		t[c] = true
-	}
-	return t
-}()
+var pathChar = byteSet("-._~$&+,/:;=@")
 
 // tokenEqual compares a header token (trimmed of spaces and tabs) with
 // another, folding ASCII case only: strings.EqualFold would also take
@@ -313,6 +302,21 @@ func nextLine(s string) (line, rest string) {
 	return line, rest
 }
 
+// byteSet is a lookup table of ASCII letters, digits and the bytes of
+// extra.
+func byteSet(extra string) (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = true
+	}
+	return t
+}
+
 func lowerASCII(c byte) byte {
 	if 'A' <= c && c <= 'Z' {
 		return c + 'a' - 'A'
@@ -335,18 +339,7 @@ func isToken(s string) bool {
 	return true
 }
 
-var tokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+var tokenChar = byteSet("!#$%&'*+-.^_`|~")
 
 // validHeaderValue refuses control characters other than tab; obs-text
 // (bytes ≥ 0x80) is allowed, as RFC 9110 §5.5 does.
@@ -370,18 +363,7 @@ func validHost(h string) bool {
 	return true
 }
 
-var hostChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "-._~!$&'()*+,;=:[]%" {
-		t[c] = true
-	}
-	return t
-}()
+var hostChar = byteSet("-._~!$&'()*+,;=:[]%")
 
 // requestBody is a request body on the plain-HTTP listener. It remembers
 // whether it was read to its end, so the connection knows whether the next

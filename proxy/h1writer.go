@@ -145,17 +145,30 @@ var statusLines = func() map[int]string {
 }()
 
 func (w *h1Writer) writeHeaderLines() {
-	bw := w.c.bw
 	for k, vv := range w.header {
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix || !isToken(k) {
-			continue
+		if !isTrailerKey(k) {
+			writeField(w.c.bw, k, vv)
 		}
-		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			writeHeaderValue(bw, v)
-			bw.WriteString("\r\n")
-		}
+	}
+}
+
+// isTrailerKey reports whether a header key announces a trailer
+// (http.TrailerPrefix), sent after a chunked body instead of in the head.
+func isTrailerKey(k string) bool {
+	return len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix
+}
+
+// writeField writes a header (or trailer) field with each of its values;
+// a name that is not a token is left out.
+func writeField(bw *bufio.Writer, k string, vv []string) {
+	if !isToken(k) {
+		return
+	}
+	for _, v := range vv {
+		bw.WriteString(k)
+		bw.WriteString(": ")
+		writeHeaderValue(bw, v)
+		bw.WriteString("\r\n")
 	}
 }
 
@@ -316,17 +329,8 @@ func (w *h1Writer) finish() {
 	if w.chunked {
 		bw.WriteString("0\r\n")
 		for k, vv := range w.header {
-			if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
-				name := k[len(http.TrailerPrefix):]
-				if !isToken(name) {
-					continue
-				}
-				for _, v := range vv {
-					bw.WriteString(name)
-					bw.WriteString(": ")
-					writeHeaderValue(bw, v)
-					bw.WriteString("\r\n")
-				}
+			if isTrailerKey(k) {
+				writeField(bw, k[len(http.TrailerPrefix):], vv)
 			}
 		}
 		bw.WriteString("\r\n")
@@ -348,7 +352,7 @@ func (w *h1Writer) noBodyFor() bool {
 
 func (w *h1Writer) hasTrailers() bool {
 	for k := range w.header {
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+		if isTrailerKey(k) {
 			return true
 		}
 	}
