@@ -451,8 +451,18 @@ func closeAfter(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// redirectTLS answers plain HTTP with 308 to the HTTPS listener.
+// acmeChallenge is the prefix of ACME HTTP-01 validation paths: certbot
+// and friends write their tokens under the root and the CA fetches them
+// over plain HTTP, so they are served, not redirected.
+const acmeChallenge = "/.well-known/acme-challenge/"
+
+// redirectTLS answers plain HTTP with 308 to the HTTPS listener, except
+// for ACME challenges.
 func (s *Server) redirectTLS(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, acmeChallenge) {
+		s.ServeHTTP(w, r)
+		return
+	}
 	host := normalizeHost(r.Host)
 	if host == "" || strings.ContainsAny(host, "/\\@") {
 		writeStatusPage(w, r, http.StatusBadRequest)

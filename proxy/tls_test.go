@@ -150,8 +150,13 @@ func TestTLSRedirect(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	writeCert(t, certFile, keyFile, 1)
+	writeFiles(t, dir, map[string]string{".well-known/acme-challenge/tok123": "tok123.key"})
 	cfg := envConfig(t, map[string]string{"ROOT": dir, "TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile, "TLS_REDIRECT": "true"})
 	_, plain, secure := startTLS(t, cfg)
+	// An ACME HTTP-01 challenge is served over plain HTTP, not redirected.
+	if resp := rawRequest(t, plain, "GET /.well-known/acme-challenge/tok123 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"); resp.status != http.StatusOK || resp.body != "tok123.key" {
+		t.Errorf("acme challenge: %d %q, want 200 with the token", resp.status, resp.body)
+	}
 	_, port, _ := net.SplitHostPort(secure)
 	for path, want := range map[string]string{
 		"/a/b?c=d":      "https://site.test:" + port + "/a/b?c=d",
