@@ -3,7 +3,9 @@ package proxy
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -57,6 +59,18 @@ func (s *Server) finish(rec *recorder, r *http.Request, st *site, start time.Tim
 	logBufPool.Put(bp)
 }
 
+// logRefused logs and counts a request the connection loop refused before
+// any site saw it (malformed, too large): under the default site, with the
+// request line as received, as nginx logs its 400s.
+func (s *Server) logRefused(remote, line string, status int, bytes int64) {
+	r := &http.Request{RemoteAddr: remote, Header: http.Header{}, URL: &url.URL{}}
+	method, rest, _ := strings.Cut(line, " ")
+	uri, proto, _ := strings.Cut(rest, " ")
+	r.Method, r.RequestURI, r.Proto = method, uri, proto
+	rec := &recorder{status: status, bytes: bytes, upstreamTime: -1}
+	s.finish(rec, r, s.hosts.def, time.Now())
+}
+
 // appendCombined writes nginx's
 //
 //	$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
@@ -72,10 +86,12 @@ func appendCombined(b []byte, rec *recorder, r *http.Request, status int, start 
 	b = start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
 	b = appendNginxEscaped(b, r.Method)
-	b = append(b, ' ')
-	b = appendNginxEscaped(b, r.RequestURI)
-	b = append(b, ' ')
-	b = appendNginxEscaped(b, r.Proto)
+	if r.RequestURI != "" || r.Proto != "" { // empty for a refused line without spaces
+		b = append(b, ' ')
+		b = appendNginxEscaped(b, r.RequestURI)
+		b = append(b, ' ')
+		b = appendNginxEscaped(b, r.Proto)
+	}
 	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')

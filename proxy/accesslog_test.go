@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -124,5 +125,36 @@ func TestAccessLogJSONAndMetrics(t *testing.T) {
 		if counts[k] != want {
 			t.Errorf("%s = %v, want %v", k, counts[k], want)
 		}
+	}
+}
+
+// Requests the connection loop refuses are logged as nginx logs its 400s:
+// the request line as received, the status and the page's size; a
+// connection that sends nothing is not logged.
+func TestAccessLogRefusedRequests(t *testing.T) {
+	root := t.TempDir()
+	lines := make(lineWriter, 10)
+	_, addr := startServer(t, envConfig(t, map[string]string{"ROOT": root, "ACCESS_LOG": "combined"}), Deps{AccessLog: lines})
+	for _, tt := range []struct{ raw, want string }{
+		{"GET / HTTP/9.9\r\nHost: x\r\n\r\n", `"GET / HTTP/9.9" 505 `},
+		{"GET /a HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", `"GET /a HTTP/1.1" 400 `},
+		{"\x16\x03\x01\x02\x00\r\n\r\n", `"\x16\x03\x01\x02\x00" 400 `},
+	} {
+		status, _, _ := exchange(t, addr, tt.raw)
+		got := lines.next(t)
+		if !strings.Contains(got, tt.want) || !strings.HasPrefix(got, "127.0.0.1 - - [") {
+			t.Errorf("%q answered %d, logged %q; want it to contain %q", tt.raw, status, got, tt.want)
+		}
+	}
+	// A well-formed request is logged after the refused ones, and nothing
+	// else came between: a silent connection is not logged.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	rawRequest(t, addr, "GET /none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if got := lines.next(t); !strings.Contains(got, `"GET /none HTTP/1.1" 404 `) {
+		t.Errorf("next line %q, want the 404 of /none", got)
 	}
 }

@@ -37,6 +37,10 @@ type h1Server struct {
 	handler      http.Handler
 	log          zerolog.Logger
 	shuttingDown atomic.Bool
+	// refused, when set, hears of each request refused before the
+	// handler (for the access log and metrics): the peer, the request
+	// line as received (cut to 2 KiB), the status and the bytes sent.
+	refused func(remote, line string, status int, bytes int64)
 
 	mu      sync.Mutex
 	lns     []net.Listener
@@ -326,7 +330,7 @@ func (c *h1Conn) serveRequest() bool {
 		c.vals = nil
 	}
 	if err != nil {
-		c.reject(err)
+		c.reject(err, head)
 		return false
 	}
 	defer c.endRequest()
@@ -335,14 +339,14 @@ func (c *h1Conn) serveRequest() bool {
 	r.Header = c.header
 	r.RemoteAddr = c.remote
 	if err := parseRequest(string(head), c.br, r, &c.url, &c.vals); err != nil {
-		c.reject(err)
+		c.reject(err, head)
 		return false
 	}
 	c.body, _ = r.Body.(*requestBody)
 	c.served++
 	if ex := r.Header["Expect"]; ex != nil {
 		if len(ex) != 1 || !tokenEqual(ex[0], "100-continue") {
-			c.reject(&requestError{http.StatusExpectationFailed, "unsupported Expect"})
+			c.reject(&requestError{http.StatusExpectationFailed, "unsupported Expect"}, head)
 			return false
 		}
 		if c.body != nil && r.ProtoMinor > 0 { // HTTP/1.0 has no 100 Continue: ignored (RFC 9110 §10.1.1)
@@ -437,7 +441,7 @@ func (c *h1Conn) send100() {
 
 // reject answers a request that could not be read with a small page and
 // "Connection: close"; a connection that simply ended gets nothing.
-func (c *h1Conn) reject(err error) {
+func (c *h1Conn) reject(err error, head []byte) {
 	c.linger = true
 	code := 0
 	var re *requestError
@@ -445,7 +449,9 @@ func (c *h1Conn) reject(err error) {
 	case errors.As(err, &re):
 		code = re.status
 		c.srv.log.Debug().Str("client", c.remote).Err(err).Msg("request refused")
-	case isTimeout(err):
+	case isTimeout(err) && len(head) > 0:
+		// Part of a head, then silence; a connection that never sent a
+		// byte is closed without a word (browsers' preconnects).
 		code = http.StatusRequestTimeout
 	}
 	if code == 0 {
@@ -467,6 +473,11 @@ func (c *h1Conn) reject(err error) {
 	bw.WriteString("\r\nConnection: close\r\n\r\n")
 	bw.Write(page)
 	_ = c.bw.Flush()
+	if c.srv.refused != nil {
+		line, _, _ := bytes.Cut(head, []byte("\n"))
+		line = bytes.TrimSuffix(line[:min(len(line), 2<<10)], []byte("\r"))
+		c.srv.refused(c.remote, string(line), code, int64(len(page)))
+	}
 }
 
 // connIO is the writing side of a client connection under its bufio

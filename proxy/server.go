@@ -272,6 +272,7 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 		handler = http.HandlerFunc(s.redirectTLS)
 	}
 	plain := newH1Server(handler, s.log)
+	plain.refused = s.logRefused
 	s.mu.Lock()
 	s.servers = append(s.servers, plain)
 	s.mu.Unlock()
