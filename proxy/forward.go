@@ -159,7 +159,7 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 			s.upstreamFailed(w, r, st, err, true)
 			return
 		}
-		if c.reused && !retryable && !alive(c.nc) {
+		if c.reused && !retryable && !c.alive() {
 			// Closed by the upstream while idle: a request that cannot be
 			// retried must go on a connection known to be open.
 			c.close()

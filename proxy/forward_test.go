@@ -412,3 +412,31 @@ func TestMalformedChunkedBodyIs400(t *testing.T) {
 		}
 	}
 }
+
+// A pooled connection stays usable for a request that cannot be retried
+// after it idled past its last read deadline (about a second while the
+// client is watched): the liveness peek must not mistake the expired
+// deadline for a closed connection and dial again.
+func TestPooledConnReusedForPostAfterIdle(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+	get := func(path string) string {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	before := get("/conns")
+	time.Sleep(1500 * time.Millisecond) // the idle time is the scenario, not a wait for an event
+	resp, err := http.Post("http://"+addr+"/echo", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if after := get("/conns"); after != before {
+		t.Errorf("upstream connections %s before the POST, %s after: the idle pooled connection was not reused", before, after)
+	}
+}

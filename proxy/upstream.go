@@ -142,11 +142,19 @@ func clientGone(nc net.Conn) bool {
 	}
 	gone := false
 	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	peek := func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && err != syscall.EINTR
 		return true
-	})
+	}
+	err = rc.Read(peek)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The head's or the idle deadline has passed while the request
+		// runs: not the client's doing. The connection loop sets its
+		// own again before it next reads.
+		_ = nc.SetReadDeadline(time.Time{})
+		err = rc.Read(peek)
+	}
 	return gone || err != nil // an error: closed on our side (the drain's end)
 }
 
@@ -275,8 +283,19 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 }
 
 // alive checks, without blocking, that the upstream has not closed an idle
-// connection: a peek that would block means it is still open. Used before
-// sending a request that cannot be retried.
+// connection. Used before sending a request that cannot be retried.
+func (c *upConn) alive() bool {
+	if !c.readDL.IsZero() && time.Now().After(c.readDL) {
+		// The last exchange's deadline has passed (it is a second away
+		// while a client is watched): the peek would fail on it.
+		c.readDL = time.Time{}
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	return alive(c.nc)
+}
+
+// alive reports whether a peek at nc would block, which means the peer
+// has not closed it.
 func alive(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
