@@ -107,7 +107,9 @@ func (c *upConn) Read(p []byte) (int, error) {
 		if c.client != nil && (t <= 0 || t > clientCheckInterval) {
 			step = clientCheckInterval
 		}
-		if step > 0 && needsRefresh(c.readDL, now, step) {
+		if step > 0 && (needsRefresh(c.readDL, now, step) || c.readDL.Sub(now) > step) {
+			// (The second case: a longer deadline left by an exchange
+			// without a client to watch.)
 			c.readDL = now.Add(step)
 			_ = c.nc.SetReadDeadline(c.readDL)
 		}
