@@ -201,7 +201,7 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		}
 		// A reused connection the upstream had closed fails before any
 		// response byte: retry once on a fresh one when that is safe.
-		if reused && retryable && attempt == 0 && !isTimeout(err) && !errors.Is(err, errBadResponse) {
+		if reused && retryable && attempt == 0 && !isTimeout(err) && !errors.Is(err, errBadResponse) && !errors.Is(err, errClientGone) {
 			continue
 		}
 		s.upstreamFailed(w, r, st, err, false)
@@ -248,6 +248,12 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		for _, t := range cb.trailer {
 			h[http.TrailerPrefix+t.k] = append(h[http.TrailerPrefix+t.k], t.v)
 		}
+	}
+	if !ok {
+		// The head is out and the body stopped short (the upstream
+		// failed or went silent, or the client left): the client must
+		// see a cut connection, not a body that looks complete.
+		w.abort = true
 	}
 	s.release(c, resp, ok)
 }
@@ -322,8 +328,9 @@ func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err erro
 		kind = upErrConnect
 	}
 	if r.Context().Err() != nil || errors.Is(err, errClientGone) {
-		// The client went away: nginx logs 499.
+		// The client went away: nginx logs 499 and answers nothing.
 		w.status = 499
+		w.abort = true
 		return
 	}
 	st.m.upstreamError(kind)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -356,12 +357,32 @@ func TestForwardConcurrent(t *testing.T) {
 
 // A client that closes its connection while the upstream is still working
 // is noticed within about a second: the upstream connection is closed (the
-// upstream's request context ends), the access log says 499, and the proxy
-// keeps serving.
+// upstream's request context ends), the request is not retried on another
+// connection, the access log says 499, and the proxy keeps serving.
 func TestClientAbortWhileUpstreamWorks(t *testing.T) {
 	up := startUpstream(t, true)
 	lines := make(lineWriter, 10)
 	_, addr := startServer(t, envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target, "ACCESS_LOG": "combined"}), Deps{AccessLog: lines})
+	get := func(path string) string {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	// Pooled connections first (two, made by overlapping requests, so
+	// that /hold and /aborted below both reuse one): a failure on a
+	// reused connection is what the retry path would send again.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); get("/slow?ms=300") }()
+	}
+	wg.Wait()
+	lines.next(t)
+	lines.next(t)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -373,16 +394,7 @@ func TestClientAbortWhileUpstreamWorks(t *testing.T) {
 	// proxy reads and forwards it, then finds the client gone. /aborted,
 	// asked on another connection, waits for the abandonment (10 s).
 	got := make(chan string, 1)
-	go func() {
-		resp, err := http.Get("http://" + addr + "/aborted")
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		got <- string(b)
-	}()
+	go func() { got <- get("/aborted") }()
 	c.Close()
 	if g := <-got; g != "aborted" {
 		t.Fatalf("upstream request: %q, want it abandoned by the proxy", g)
@@ -393,6 +405,61 @@ func TestClientAbortWhileUpstreamWorks(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(logged, ""), `"GET /hold HTTP/1.1" 499 0`) {
 		t.Errorf("access log %q: want /hold logged 499", logged)
+	}
+	// The 499 is logged after any retry would have been sent.
+	if n := get("/holds"); n != "1" {
+		t.Errorf("the upstream saw /hold %s times, want once: not retried", n)
+	}
+}
+
+// A client that half-closes after its request (shutdown(SHUT_WR)) reads as
+// gone, as with nginx: it gets no response at all, not an empty 200.
+func TestHalfClosedClientGetsNothing(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if len(b) > 0 || err != nil {
+		t.Errorf("got %q, %v; want the connection closed without a response", b, err)
+	}
+}
+
+// A response whose body stops short after its head was sent (here the
+// upstream goes silent past PROXY_READ_TIMEOUT in a chunked stream) reaches
+// the client as a cut connection, never as a complete-looking body. The
+// timeout is above the client-watch interval, so this also checks that it
+// still fires on the watched path.
+func TestCutResponseIsNotCompleted(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, map[string]string{"READ_TIMEOUT": "1500ms"})
+	resp, err := http.Get("http://" + addr + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || string(b) != "data: first\n\n" {
+		t.Errorf("body %q, %v; want the first event and then io.ErrUnexpectedEOF", b, err)
+	}
+	// The same timeout before any response byte is a 504.
+	resp2, err := http.Get("http://" + addr + "/slow?ms=4000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("slow upstream: %d, want 504", resp2.StatusCode)
 	}
 }
 

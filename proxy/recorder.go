@@ -18,6 +18,7 @@ type recorder struct {
 	clientIP     string        // the client address after real_ip, set by the proxy path or the log
 	upstreamTime time.Duration // time to the upstream's response header, -1 when not proxied
 	upstreamAddr string
+	abort        bool // end the connection without completing the response
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}

@@ -376,6 +376,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := s.hosts.lookup(r.Host)
 	s.handle(rec, r, st)
 	s.finish(rec, r, st, start)
+	if rec.abort {
+		// Logged and counted; now cut the connection (HTTP/1) or reset
+		// the stream (HTTP/2), as httputil.ReverseProxy does.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (s *Server) handle(w *recorder, r *http.Request, st *site) {

@@ -101,11 +101,20 @@ func (c *upConn) Read(p []byte) (int, error) {
 		if start.IsZero() {
 			start = now
 		}
-		// With a client to watch, the deadline is the next check; the
-		// read timeout is then counted here, from the start of the read.
+		// With a client to watch, the deadline is the next check, or the
+		// read timeout (counted here, from the start of the read) when
+		// that comes first.
 		step := t
 		if c.client != nil && (t <= 0 || t > clientCheckInterval) {
 			step = clientCheckInterval
+			if left := t - now.Sub(start); t > 0 && left < step {
+				step = left
+			}
+		}
+		if step <= 0 && !c.readDL.IsZero() {
+			// No read timeout: drop a deadline left by a watched exchange.
+			c.readDL = time.Time{}
+			_ = c.nc.SetReadDeadline(c.readDL)
 		}
 		if step > 0 && (needsRefresh(c.readDL, now, step) || c.readDL.Sub(now) > step) {
 			// (The second case: a longer deadline left by an exchange
@@ -114,7 +123,7 @@ func (c *upConn) Read(p []byte) (int, error) {
 			_ = c.nc.SetReadDeadline(c.readDL)
 		}
 		n, err := c.nc.Read(p)
-		if err != nil && n == 0 && step != t && isTimeout(err) {
+		if err != nil && n == 0 && c.client != nil && step != t && isTimeout(err) {
 			switch {
 			case clientGone(c.client):
 				err = errClientGone

@@ -48,6 +48,7 @@ func upstreamMain() {
 	var conns, closed atomic.Int64
 	release := make(chan struct{})
 	aborted := make(chan struct{}, 16)
+	var holds atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -73,6 +74,7 @@ func upstreamMain() {
 	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
 		// Answers only after 20 s; the request's context ends earlier
 		// when the proxy closes the upstream connection.
+		holds.Add(1)
 		select {
 		case <-r.Context().Done():
 			aborted <- struct{}{}
@@ -88,6 +90,9 @@ func upstreamMain() {
 		case <-time.After(10 * time.Second):
 			_, _ = io.WriteString(w, "not aborted")
 		}
+	})
+	mux.HandleFunc("/holds", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, strconv.FormatInt(holds.Load(), 10))
 	})
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(1<<20))
