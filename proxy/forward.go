@@ -170,6 +170,8 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		}
 		if hw, ok := w.w.(*h1Writer); ok {
 			c.client = hw.c.nc // watched while the upstream is slow
+		} else {
+			c.watchContext(r.Context()) // net/http ends it when the client leaves
 		}
 		err = s.writeRequest(c, r, w.clientIP, upgrade, body)
 		if err == nil {
@@ -478,6 +480,7 @@ func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *upRespons
 	}
 	w.status = http.StatusSwitchingProtocols
 	c.client = nil
+	c.unwatch()
 	_ = cc.SetDeadline(time.Time{})
 	_ = c.nc.SetDeadline(time.Time{})
 	// From here the upstream connection is a plain pipe: no timeouts.

@@ -507,3 +507,33 @@ func TestPooledConnReusedForPostAfterIdle(t *testing.T) {
 		t.Errorf("upstream connections %s before the POST, %s after: the idle pooled connection was not reused", before, after)
 	}
 }
+
+// A client that leaves while the upstream's head is only half sent is
+// still a departed client (499, the upstream abandoned), not an upstream
+// failure (502).
+func TestClientAbortDuringUpstreamHead(t *testing.T) {
+	up := startUpstream(t, true)
+	lines := make(lineWriter, 10)
+	_, addr := startServer(t, envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target, "ACCESS_LOG": "combined"}), Deps{AccessLog: lines})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET /partial-head HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	resp, err := http.Get("http://" + addr + "/aborted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "aborted" {
+		t.Fatalf("upstream: %q, want its connection closed by the proxy", b)
+	}
+	logged := lines.next(t) + lines.next(t)
+	if !strings.Contains(logged, `"GET /partial-head HTTP/1.1" 499 0`) {
+		t.Errorf("access log %q: want /partial-head logged 499", logged)
+	}
+}

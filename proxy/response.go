@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -50,7 +51,7 @@ func readResponse(br *bufio.Reader, dst http.Header, method string, r *upRespons
 			for {
 				line, err := br.ReadSlice('\n')
 				if err != nil {
-					return errBadResponse
+					return fmt.Errorf("%w: %w", errBadResponse, err)
 				}
 				if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && !bytes.HasPrefix(line, []byte("HTTP")) {
 					break
@@ -76,7 +77,8 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 			if len(head) == 0 && len(line) == 0 {
 				return err // nothing at all: a closed pooled connection (retryable)
 			}
-			return errBadResponse
+			// Keep the cause: a timeout is 504, a departed client 499.
+			return fmt.Errorf("%w: %w", errBadResponse, err)
 		}
 		head = append(head, line...)
 		lines++

@@ -172,3 +172,49 @@ func TestTLSRedirect(t *testing.T) {
 		t.Errorf("bad host: %d, want 400", resp.status)
 	}
 }
+
+// On the TLS listener (net/http, HTTP/1.1 and HTTP/2) a client that leaves
+// while the upstream works also ends the upstream request at once.
+func TestTLSClientAbortEndsUpstreamRequest(t *testing.T) {
+	up := startUpstream(t, true)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	pool := writeCert(t, certFile, keyFile, 1)
+	cfg := envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target, "TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile})
+	_, plain, secure := startTLS(t, cfg)
+	plainGet := func(path string) string {
+		resp, err := http.Get("http://" + plain + path)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+		}
+		client := &http.Client{Transport: tr}
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+secure+"/hold", nil)
+		done := make(chan error, 1)
+		go func() {
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		if g := plainGet("/held"); g != "held" {
+			t.Fatalf("h2=%v: %q, want the request at the upstream", h2, g)
+		}
+		cancel()
+		if g := plainGet("/aborted"); g != "aborted" {
+			t.Errorf("h2=%v: upstream request %q, want it ended when the client left", h2, g)
+		}
+		<-done
+		tr.CloseIdleConnections()
+	}
+}

@@ -76,6 +76,31 @@ type upConn struct {
 	// clientCheckInterval: a client that went away ends the exchange
 	// (nginx's 499) instead of holding the upstream to the end.
 	client net.Conn
+	// stopWatch, on the TLS listener (net/http), undoes the hook that
+	// fails the upstream read when the request's context ends (the
+	// client left); it reports false when the hook has run.
+	stopWatch func() bool
+}
+
+// aLongTimeAgo is a read deadline that fails a read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// watchContext makes the end of ctx (net/http cancels it when the client
+// goes away) fail a pending upstream read at once.
+func (c *upConn) watchContext(ctx context.Context) {
+	nc := c.nc
+	c.stopWatch = context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(aLongTimeAgo) })
+}
+
+// unwatch removes the context hook; false means it ran and the
+// connection's read deadline is no longer the one readDL records.
+func (c *upConn) unwatch() bool {
+	if c.stopWatch == nil {
+		return true
+	}
+	ok := c.stopWatch()
+	c.stopWatch = nil
+	return ok
 }
 
 const clientCheckInterval = time.Second
@@ -193,6 +218,7 @@ func needsRefresh(dl, now time.Time, t time.Duration) bool {
 
 // close drops the connection for good.
 func (c *upConn) close() {
+	c.unwatch()
 	_ = c.nc.Close()
 	c.release()
 }
@@ -238,6 +264,10 @@ func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, error) {
 // put keeps a connection whose exchange finished cleanly.
 func (u *upstream) put(c *upConn) {
 	c.client = nil
+	if !c.unwatch() { // the client left just as the exchange ended
+		c.close()
+		return
+	}
 	if c.br.Buffered() > 0 { // the upstream sent more than the response: unusable
 		c.close()
 		return

@@ -49,6 +49,7 @@ func upstreamMain() {
 	release := make(chan struct{})
 	aborted := make(chan struct{}, 16)
 	var holds atomic.Int64
+	held := make(chan struct{}, 16)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -75,6 +76,7 @@ func upstreamMain() {
 		// Answers only after 20 s; the request's context ends earlier
 		// when the proxy closes the upstream connection.
 		holds.Add(1)
+		held <- struct{}{}
 		select {
 		case <-r.Context().Done():
 			aborted <- struct{}{}
@@ -89,6 +91,29 @@ func upstreamMain() {
 			_, _ = io.WriteString(w, "aborted")
 		case <-time.After(10 * time.Second):
 			_, _ = io.WriteString(w, "not aborted")
+		}
+	})
+	mux.HandleFunc("/held", func(w http.ResponseWriter, r *http.Request) {
+		// Waits for a /hold to arrive.
+		select {
+		case <-held:
+			_, _ = io.WriteString(w, "held")
+		case <-time.After(10 * time.Second):
+			_, _ = io.WriteString(w, "nothing held")
+		}
+	})
+	mux.HandleFunc("/partial-head", func(w http.ResponseWriter, r *http.Request) {
+		// Half a response head, then silence until the proxy hangs up.
+		c, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nX-Half: yes\r\n")
+		_ = bw.Flush()
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.Copy(io.Discard, bw); err == nil { // EOF: the proxy closed it
+			aborted <- struct{}{}
 		}
 	})
 	mux.HandleFunc("/holds", func(w http.ResponseWriter, r *http.Request) {
