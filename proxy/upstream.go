@@ -88,6 +88,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // watchContext makes the end of ctx (net/http cancels it when the client
 // goes away) fail a pending upstream read at once.
 func (c *upConn) watchContext(ctx context.Context) {
+	if ctx.Done() == nil {
+		return // a context that cannot end needs no hook
+	}
 	nc := c.nc
 	c.stopWatch = context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(aLongTimeAgo) })
 }
