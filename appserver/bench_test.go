@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"onebox/internal/process"
 )
 
 // hammer runs GET url from parallel clients for b.N requests and reports
@@ -84,7 +86,7 @@ func BenchmarkOneProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { signalGroup(pid, syscall.SIGTERM); <-exited }()
+	defer func() { process.SignalGroup(pid, syscall.SIGTERM); <-exited }()
 	// Run alone there is no readiness signal: retry the first request.
 	for i := 0; ; i++ {
 		resp, err := http.Get("http://" + addr + "/hello")

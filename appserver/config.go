@@ -16,7 +16,7 @@ type Config struct {
 	Workers           int           `env:"WORKERS" help:"worker count (alias WEB_CONCURRENCY); 0 = 2 x CPU limit + 1, capped by APP_MAX_WORKERS"`
 	MaxWorkers        int           `env:"MAX_WORKERS" envDefault:"12" help:"cap of the computed default worker count"`
 	Timeout           time.Duration `env:"TIMEOUT" envDefault:"30s" help:"a worker whose heartbeat is older than this is killed (ABRT, then KILL)"`
-	BootTimeout       time.Duration `env:"BOOT_TIMEOUT" envDefault:"5s" help:"a worker that never writes on its heartbeat fd counts as booted once it has lived this long; one that exits earlier failed to boot, and a reload waits this long for such workers"`
+	BootTimeout       time.Duration `env:"BOOT_TIMEOUT" envDefault:"5s" help:"a worker that said hello on its heartbeat fd must say ready within this or it failed to boot; one that never writes there counts as booted once it has lived this long, one that exits earlier failed to boot, and a reload waits this long for such workers"`
 	GracefulTimeout   time.Duration `env:"GRACEFUL_TIMEOUT" envDefault:"30s" help:"time a worker has to drain on stop or reload, clamped to ONEBOX_SHUTDOWN_TIMEOUT"`
 	MaxRequests       int           `env:"MAX_REQUESTS" envDefault:"0" help:"recycle a worker after this many requests; 0 = never"`
 	MaxRequestsJitter int           `env:"MAX_REQUESTS_JITTER" envDefault:"0" help:"add up to this many requests at random to APP_MAX_REQUESTS, so workers do not recycle together"`

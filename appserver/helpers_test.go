@@ -72,8 +72,19 @@ func TestMain(m *testing.M) {
 //	                  exit CODE after MS (a slow app load that fails); else as go
 //	prestart FILE CODE  write FILE, print a line, exit CODE
 //	grandchild        as go, with a child (sleep) holding stdout and stderr open
+//	hello-slow MS     say hello, load the app for MS, then as go
+//
+// Every mode but late says hello first, as a Go worker does (worker.Hello):
+// a worker that takes longer to start than the boot window (the race
+// detector slows a start tenfold) still fails to boot, not late.
 func testWorker(args []string) int {
+	if args[0] != "late" {
+		worker.Hello()
+	}
 	switch args[0] {
+	case "hello-slow":
+		ms, _ := strconv.Atoi(args[1])
+		time.Sleep(time.Duration(ms) * time.Millisecond) // the simulated app load
 	case "bootfail":
 		fmt.Fprintln(os.Stderr, "connecting to the database")
 		fmt.Fprintln(os.Stderr, "fatal: database unreachable")
@@ -210,7 +221,9 @@ func testConfig(t *testing.T, command string) Config {
 		MaxWorkers:      12,
 		Timeout:         2 * time.Second,
 		GracefulTimeout: 2 * time.Second,
-		BootTimeout:     300 * time.Millisecond,
+		// Long enough for a process start under the race detector on a
+		// busy machine; workers that say hello boot on ready, not by it.
+		BootTimeout:     3 * time.Second,
 		PrestartTimeout: 10 * time.Second,
 	}
 }
@@ -308,14 +321,14 @@ func (p *pool) waitStatus(what string, cond func(Status) bool) Status {
 func readyPIDs(s Status) map[int]bool {
 	pids := map[int]bool{}
 	for _, w := range s.Workers {
-		if w.State == stReady {
+		if w.State == WorkerReady {
 			pids[w.PID] = true
 		}
 	}
 	return pids
 }
 
-func countState(s Status, state string) int {
+func countState(s Status, state WorkerState) int {
 	n := 0
 	for _, w := range s.Workers {
 		if w.State == state {

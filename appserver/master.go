@@ -25,11 +25,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"onebox/internal/process"
 )
 
 // StartFunc starts a process and reports its exit status once on the
 // channel; it is the supervisor's reaper, the only waiter for children.
-type StartFunc func(*exec.Cmd) (pid int, exited <-chan syscall.WaitStatus, err error)
+type StartFunc func(*exec.Cmd) (pid int, exited <-chan process.Exit, err error)
 
 // Deps are the master's collaborators.
 type Deps struct {
@@ -202,17 +204,6 @@ func (e *BootError) Error() string {
 
 // ExitCode is gunicorn's WORKER_BOOT_ERROR.
 func (e *BootError) ExitCode() int { return 3 }
-
-// PrestartError is a failed APP_PRESTART; the container exits with its code.
-type PrestartError struct {
-	Code   int
-	Status string
-}
-
-func (e *PrestartError) Error() string { return "prestart command failed: " + e.Status }
-
-// ExitCode is the prestart command's own exit code (at least 1).
-func (e *PrestartError) ExitCode() int { return max(e.Code, 1) }
 
 // stopSlack is kept from the supervisor's deadline for the pool's own
 // reaping and logging after the last worker is gone.
@@ -527,11 +518,4 @@ func (m *Master) do(ctx context.Context, f func()) error {
 	case <-m.done:
 		return errors.New("pool is not running")
 	}
-}
-
-func exitStatus(ws syscall.WaitStatus) (string, int) {
-	if ws.Signaled() {
-		return "killed by " + ws.Signal().String(), 128 + int(ws.Signal())
-	}
-	return fmt.Sprintf("exit %d", ws.ExitStatus()), ws.ExitStatus()
 }

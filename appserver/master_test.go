@@ -785,6 +785,52 @@ func TestLateExit3Halts(t *testing.T) {
 	}
 }
 
+// A worker that said hello boots on ready, however long its app loads within
+// the boot window, even past APP_TIMEOUT: hello is not a heartbeat.
+func TestHelloWorkerBootsOnReady(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, goCommand("hello-slow", "1000"))
+	cfg.Workers = 1
+	cfg.Timeout = 400 * time.Millisecond
+	cfg.BootTimeout = 5 * time.Second
+	p := startPool(t, cfg, nil)
+	start := time.Now()
+	p.waitReady()
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("ready after %s, before the worker said ready (after a 1s load)", took)
+	}
+	if got := p.metric("onebox_app_worker_timeouts_total"); got != 0 {
+		t.Errorf("%v timeouts for a worker loading its app after hello", got)
+	}
+}
+
+// A worker that said hello but not ready within APP_BOOT_TIMEOUT failed to
+// boot: it is killed, and failures in a row halt the pool, where a silent
+// worker would have counted as booted.
+func TestHelloWithoutReadyFailsToBoot(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, goCommand("hello-slow", "60000"))
+	cfg.Workers = 1
+	p := startPool(t, cfg, func(m *Master) { m.maxBootFailures = 2 })
+	var err error
+	select {
+	case err = <-p.err:
+		p.err <- err
+	case <-time.After(20 * time.Second):
+		t.Fatal("a worker silent after hello did not halt the pool")
+	}
+	var be *BootError
+	if !errors.As(err, &be) || be.Status != "killed by killed" {
+		t.Fatalf("Run = %#v, want a BootError for a killed worker", err)
+	}
+	if !strings.Contains(p.log.String(), "said hello but not ready within APP_BOOT_TIMEOUT") {
+		t.Error("no log line saying why the worker was killed")
+	}
+	if got := p.metric("onebox_app_worker_boot_failures_total"); got != 2 {
+		t.Errorf("%v boot failures counted, want 2", got)
+	}
+}
+
 // A request longer than APP_TIMEOUT on a worker whose heartbeat is healthy
 // (a stream, a slow download) is not a hang.
 func TestLongRequestIsNotATimeout(t *testing.T) {
@@ -956,7 +1002,7 @@ func TestReloadAndScaleSilentWorkers(t *testing.T) {
 	p.waitStatus("3 workers of generation 1", func(s Status) bool {
 		n := 0
 		for _, w := range s.Workers {
-			if w.Generation == 1 && w.State == stReady {
+			if w.Generation == 1 && w.State == WorkerReady {
 				n++
 			}
 		}

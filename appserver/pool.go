@@ -13,16 +13,24 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"onebox/appserver/worker"
+	"onebox/internal/process"
 )
 
-// Worker states.
+// WorkerState is where a worker process stands; /status and the
+// onebox_app_workers gauge show it.
+type WorkerState string
+
+// A worker goes booting → ready (→ retiring) → draining, or is aborted when
+// its heartbeat stops.
 const (
-	stBooting  = "booting"  // started, not yet known to accept
-	stReady    = "ready"    // serving
-	stRetiring = "retiring" // asked to retire (max-requests); serves until its replacement is up
-	stDraining = "draining" // sent SIGTERM, finishing its requests
-	stAborted  = "aborted"  // timed out: sent SIGABRT, SIGKILL follows
+	WorkerBooting  WorkerState = "booting"  // started, not yet known to accept
+	WorkerReady    WorkerState = "ready"    // serving
+	WorkerRetiring WorkerState = "retiring" // asked to retire (max-requests); serves until its replacement is up
+	WorkerDraining WorkerState = "draining" // sent SIGTERM, finishing its requests
+	WorkerAborted  WorkerState = "aborted"  // timed out: sent SIGABRT, SIGKILL follows
 )
 
 // proc is one worker process of the pool. Fields without atomics are owned by
@@ -30,7 +38,7 @@ const (
 type proc struct {
 	id, pid, gen int
 	started      time.Time
-	state        string
+	state        WorkerState
 	booted       bool
 	probed       bool      // booting when the socket first answered: it may be the one accepting
 	stopReason   string    // why it was sent SIGTERM
@@ -40,8 +48,9 @@ type proc struct {
 	outDone      chan struct{} // closed when stdout and stderr reached EOF
 	ctl          *os.File      // write end of the control pipe (fd 5 in the worker)
 
-	lastBeat atomic.Int64 // unix nanoseconds of the last byte on fd 4; 0 = never, or fd 4 closed
+	lastBeat atomic.Int64 // unix nanoseconds of the last line on fd 4 after hello; 0 = never, or fd 4 closed
 	beat     atomic.Bool  // it ever wrote on fd 4
+	hello    atomic.Bool  // its first line was "hello": it boots on "ready", within APP_BOOT_TIMEOUT
 	served   atomic.Int64 // requests served, -1 = not reported
 	inflight atomic.Int64 // requests in flight, -1 = not reported
 	busy     atomic.Pointer[busy]
@@ -58,7 +67,7 @@ type busy struct {
 type evKind int
 
 const (
-	evBeat   evKind = iota // first byte on fd 4
+	evBeat   evKind = iota // the worker booted: "ready" after "hello", else its first line on fd 4
 	evRetire               // the worker reached its max-requests limit
 	evProbe                // something answered on the socket
 )
@@ -69,8 +78,8 @@ type event struct {
 }
 
 type exitEvent struct {
-	w  *proc
-	ws syscall.WaitStatus
+	w    *proc
+	exit process.Exit
 }
 
 type reloadOp struct {
@@ -86,38 +95,34 @@ const spawnBurst = 8
 // spawn starts one worker of generation gen.
 func (m *Master) spawn(gen int) (*proc, error) {
 	m.nextID++
-	w := &proc{id: m.nextID, gen: gen, started: time.Now(), state: stBooting, tail: newTail(20), outDone: make(chan struct{})}
+	w := &proc{id: m.nextID, gen: gen, started: time.Now(), state: WorkerBooting, tail: newTail(20), outDone: make(chan struct{})}
 	w.served.Store(-1)
 	w.inflight.Store(-1)
 
-	hbR, hbW, err := os.Pipe()
+	p, err := openPipes()
 	if err != nil {
-		return nil, fmt.Errorf("create heartbeat pipe: %w", err)
+		return nil, err
 	}
-	outR, outW, err := os.Pipe()
+	cmd := m.workerCommand(w)
+	cmd.ExtraFiles = []*os.File{m.lf, p.hbW, p.ctlR} // fd 3, 4, 5
+	cmd.Stdout, cmd.Stderr = p.outW, p.errW
+	pid, exited, err := m.deps.Start(cmd)
+	p.closeChildEnds()
 	if err != nil {
-		hbR.Close()
-		hbW.Close()
-		return nil, fmt.Errorf("create stdout pipe: %w", err)
+		p.closeOurEnds()
+		return nil, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		hbR.Close()
-		hbW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("create stderr pipe: %w", err)
-	}
-	ctlR, ctlW, err := os.Pipe()
-	if err != nil {
-		hbR.Close()
-		hbW.Close()
-		outR.Close()
-		outW.Close()
-		errR.Close()
-		errW.Close()
-		return nil, fmt.Errorf("create control pipe: %w", err)
-	}
+	w.pid = pid
+	w.ctl = p.ctlW
+	m.workers[pid] = w
+	m.met.spawns.Inc()
+	m.log.Debug().Int("worker", w.id).Int("pid", pid).Int("generation", gen).Msg("worker started")
+	m.watch(w, p, exited)
+	return w, nil
+}
+
+// workerCommand is the command of worker w, with the protocol's variables.
+func (m *Master) workerCommand(w *proc) *exec.Cmd {
 	argv := append(append([]string{}, m.deps.Shim...), m.argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = m.cfg.Dir
@@ -134,51 +139,68 @@ func (m *Master) spawn(gen int) (*proc, error) {
 		worker.EnvHeartbeatFD+"="+strconv.Itoa(worker.HeartbeatFD),
 		worker.EnvControlFD+"="+strconv.Itoa(worker.ControlFD),
 		worker.EnvTimeout+"="+m.cfg.Timeout.String(),
-		// A worker cannot be told later, so it gets the budget as of its
-		// start; should a stop deadline cut it shorter, SIGKILL enforces it.
+		// The budget as of its start; should a stop deadline cut it
+		// shorter, the "drain MS" line on the control pipe says so (see
+		// stop), and SIGKILL enforces it on a worker that does not read it.
 		worker.EnvGracefulTimeout+"="+max(m.drainBudget(time.Now()), time.Millisecond).String(),
 		worker.EnvMaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests),
 		worker.EnvMaxJitter+"="+strconv.Itoa(m.cfg.MaxRequestsJitter),
 		worker.EnvWorkers+"="+strconv.Itoa(m.target),
 	)
-	cmd.ExtraFiles = []*os.File{m.lf, hbW, ctlR} // fd 3, 4, 5
-	cmd.Stdout, cmd.Stderr = outW, errW
-	pid, exited, err := m.deps.Start(cmd)
-	// The child holds its own copies; ours would keep the pipes open past
-	// its exit.
-	hbW.Close()
-	outW.Close()
-	errW.Close()
-	ctlR.Close()
-	if err != nil {
-		hbR.Close()
-		outR.Close()
-		errR.Close()
-		ctlW.Close()
-		return nil, err
-	}
-	w.pid = pid
-	w.ctl = ctlW
-	m.workers[pid] = w
-	m.met.spawns.Inc()
-	m.log.Debug().Int("worker", w.id).Int("pid", pid).Int("generation", gen).Msg("worker started")
+	return cmd
+}
 
-	go m.readHeartbeat(w, hbR)
+// watch follows a started worker: its heartbeat, its output and its exit,
+// each read off the loop.
+func (m *Master) watch(w *proc, p *workerPipes, exited <-chan process.Exit) {
+	go m.readHeartbeat(w, p.hbR)
 	go func() {
 		defer close(w.outDone)
 		done := make(chan struct{})
-		go func() { m.out.read(w, "stdout", outR, nil); close(done) }()
-		m.out.read(w, "stderr", errR, w.tail)
+		go func() { m.out.read(w, "stdout", p.outR, nil); close(done) }()
+		m.out.read(w, "stderr", p.errR, w.tail)
 		<-done
 	}()
 	go func() {
-		ws := <-exited
+		exit := <-exited
 		select {
-		case m.exits <- exitEvent{w, ws}:
+		case m.exits <- exitEvent{w, exit}:
 		case <-m.done:
 		}
 	}()
-	return w, nil
+}
+
+// workerPipes are the pipes a worker starts with: heartbeat (its fd 4),
+// stdout, stderr and control (its fd 5). The child gets one end of each, the
+// master keeps the other.
+type workerPipes struct {
+	hbR, hbW, outR, outW, errR, errW, ctlR, ctlW *os.File
+}
+
+func openPipes() (*workerPipes, error) {
+	var fs []*os.File
+	for _, name := range []string{"heartbeat", "stdout", "stderr", "control"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeFiles(fs...)
+			return nil, fmt.Errorf("create %s pipe: %w", name, err)
+		}
+		fs = append(fs, r, w)
+	}
+	return &workerPipes{hbR: fs[0], hbW: fs[1], outR: fs[2], outW: fs[3], errR: fs[4], errW: fs[5], ctlR: fs[6], ctlW: fs[7]}, nil
+}
+
+// closeChildEnds closes the child's ends once it started (or failed to):
+// it holds its own copies, and ours would keep the pipes open past its exit.
+func (p *workerPipes) closeChildEnds() { closeFiles(p.hbW, p.outW, p.errW, p.ctlR) }
+
+// closeOurEnds closes the master's ends when the worker did not start.
+func (p *workerPipes) closeOurEnds() { closeFiles(p.hbR, p.outR, p.errR, p.ctlW) }
+
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 func dropEnv(env []string, name string) []string {
@@ -191,8 +213,10 @@ func dropEnv(env []string, name string) []string {
 	return out
 }
 
-// readHeartbeat reads fd 4 until the worker exits. Any byte is a sign of
-// life; the Go side's lines also report requests (see worker/protocol.go).
+// readHeartbeat reads fd 4 until the worker exits. A worker that says
+// "hello" first speaks the protocol and boots on "ready"; for any other, the
+// first line boots it. After that every line is a sign of life, and the
+// protocol's lines also report requests (see worker/protocol.go).
 func (m *Master) readHeartbeat(w *proc, f *os.File) {
 	defer f.Close()
 	// EOF while the worker lives means it closed fd 4 (some servers close
@@ -202,25 +226,41 @@ func (m *Master) readHeartbeat(w *proc, f *os.File) {
 		w.busy.Store(nil)
 	}()
 	r := bufio.NewReaderSize(f, 1024)
-	first := true
+	first, booted := true, false
 	for {
 		line, err := r.ReadSlice('\n')
 		if len(line) > 0 {
-			now := time.Now()
-			w.lastBeat.Store(now.UnixNano())
-			if first {
-				first = false
-				w.beat.Store(true)
-				m.send(event{kind: evBeat, w: w})
-			}
+			var fields []string
 			if err == nil { // a whole line (a truncated one is just life)
-				m.parseBeat(w, strings.TrimSpace(string(line)), now)
+				fields = strings.Fields(string(line))
 			}
+			booted = m.heard(w, fields, first, booted, time.Now())
+			first = false
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}
 	}
+}
+
+// heard acts on one line from fd 4 and reports whether the worker has
+// booted by now.
+func (m *Master) heard(w *proc, fields []string, first, booted bool, now time.Time) bool {
+	if first && len(fields) > 0 && fields[0] == worker.MsgHello {
+		// Not a heartbeat yet: the app may load for longer than
+		// APP_TIMEOUT; APP_BOOT_TIMEOUT bounds the wait for "ready".
+		w.hello.Store(true)
+		w.beat.Store(true)
+		return false
+	}
+	w.lastBeat.Store(now.UnixNano())
+	if !booted && (!w.hello.Load() || (len(fields) > 0 && fields[0] == worker.MsgReady)) {
+		booted = true
+		w.beat.Store(true)
+		m.send(event{kind: evBeat, w: w})
+	}
+	m.parseBeat(w, fields, now)
+	return booted
 }
 
 func (m *Master) send(ev event) {
@@ -230,8 +270,7 @@ func (m *Master) send(ev event) {
 	}
 }
 
-func (m *Master) parseBeat(w *proc, line string, now time.Time) {
-	f := strings.Fields(line)
+func (m *Master) parseBeat(w *proc, f []string, now time.Time) {
 	if len(f) == 0 {
 		return
 	}
@@ -268,7 +307,7 @@ func (m *Master) onEvent(ev event) {
 		// Workers that never heartbeat boot only after the boot window,
 		// but something of this generation accepts already.
 		for _, w := range m.workers {
-			if w.gen == m.gen && w.state == stBooting {
+			if w.gen == m.gen && w.state == WorkerBooting {
 				w.probed = true
 			}
 		}
@@ -281,14 +320,30 @@ func (m *Master) onEvent(ev event) {
 		m.markReady()
 	case evRetire:
 		w := ev.w
-		if _, ok := m.workers[w.pid]; !ok || (w.state != stReady && w.state != stBooting) {
+		if _, ok := m.workers[w.pid]; !ok || (w.state != WorkerReady && w.state != WorkerBooting) {
 			return
 		}
 		m.boot(w)
-		w.state = stRetiring
+		w.state = WorkerRetiring
 		m.met.recycles.Inc()
 		m.log.Info().Int("worker", w.id).Int("pid", w.pid).Int64("requests", w.served.Load()).
 			Msg("worker reached APP_MAX_REQUESTS; starting its replacement first")
+	}
+}
+
+// bootWindowEnded judges a worker still booting after APP_BOOT_TIMEOUT:
+// one silent on fd 4 counts as booted, as it lives; one that said "hello"
+// but not "ready" failed to boot, and is killed (its exit counts the
+// failure).
+func (m *Master) bootWindowEnded(w *proc) {
+	switch {
+	case !w.beat.Load():
+		m.boot(w)
+	case w.hello.Load() && !w.killed:
+		w.killed = true
+		m.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("boot_timeout", m.cfg.BootTimeout).
+			Msg("worker said hello but not ready within APP_BOOT_TIMEOUT; killing it")
+		process.SignalGroup(w.pid, syscall.SIGKILL)
 	}
 }
 
@@ -297,8 +352,8 @@ func (m *Master) boot(w *proc) {
 		return
 	}
 	w.booted = true
-	if w.state == stBooting {
-		w.state = stReady
+	if w.state == WorkerBooting {
+		w.state = WorkerReady
 	}
 	m.bootFailures = 0
 	m.log.Debug().Int("worker", w.id).Int("pid", w.pid).Dur("boot", time.Since(w.started)).Msg("worker booted")
@@ -307,10 +362,10 @@ func (m *Master) boot(w *proc) {
 // stop asks a worker to drain (SIGTERM to its process group); SIGKILL
 // follows after the drain budget.
 func (m *Master) stop(w *proc, reason string) {
-	if w.state == stDraining || w.state == stAborted {
+	if w.state == WorkerDraining || w.state == WorkerAborted {
 		return
 	}
-	w.state = stDraining
+	w.state = WorkerDraining
 	w.stopReason = reason
 	now := time.Now()
 	budget := m.drainBudget(now)
@@ -325,18 +380,7 @@ func (m *Master) stop(w *proc, reason string) {
 		_ = w.ctl.SetWriteDeadline(now.Add(10 * time.Millisecond))
 		_, _ = fmt.Fprintf(w.ctl, "%s %d\n", worker.MsgDrain, told.Milliseconds())
 	}
-	signalGroup(w.pid, syscall.SIGTERM)
-}
-
-func signalGroup(pid int, sig syscall.Signal) {
-	if pid <= 0 {
-		// kill(0) and kill(-1) would reach our own group or every process.
-		return
-	}
-	// The group reaches a wrapper's children (sh -c, npm start); the pid
-	// itself in case it left the group.
-	_ = syscall.Kill(-pid, sig)
-	_ = syscall.Kill(pid, sig)
+	process.SignalGroup(w.pid, syscall.SIGTERM)
 }
 
 func (m *Master) onExit(ev exitEvent) {
@@ -345,64 +389,28 @@ func (m *Master) onExit(ev exitEvent) {
 	if w.ctl != nil {
 		w.ctl.Close()
 	}
-	status, code := exitStatus(ev.ws)
-	l := m.log.With().Int("worker", w.id).Int("pid", w.pid).Int("generation", w.gen).Str("status", status).
+	l := m.log.With().Int("worker", w.id).Int("pid", w.pid).Int("generation", w.gen).Stringer("status", ev.exit).
 		Dur("age", time.Since(w.started).Round(time.Millisecond)).Logger()
 	now := time.Now()
 	switch {
-	case w.state == stDraining:
+	case w.state == WorkerDraining:
 		m.met.exits.WithLabelValues(w.stopReason).Inc()
 		if w.killed {
 			l.Warn().Str("reason", w.stopReason).Msg("worker killed: it did not drain within the graceful timeout")
 		} else {
 			l.Info().Str("reason", w.stopReason).Msg("worker stopped")
 		}
-	case w.state == stAborted:
+	case w.state == WorkerAborted:
 		m.met.exits.WithLabelValues("timeout").Inc()
 		l.Warn().Msg("timed-out worker is gone; replacing it")
 		m.backoff(now)
 	case !w.booted:
-		m.met.exits.WithLabelValues("boot_failure").Inc()
-		m.met.bootFails.Inc()
-		if m.reload != nil && w.gen == m.reload.gen {
-			m.logTail(w, func(tail []string) {
-				l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot")
-			})
-			m.failReload(fmt.Errorf("reload: worker %d (pid %d) failed to boot: %s", w.id, w.pid, status))
-			return
-		}
-		m.bootFailures++
-		// gunicorn's convention: exit code 3 means "do not retry"; 127 and
-		// 126 are the shim's (and a shell's) "command not found" and "not
-		// executable", which no retry fixes either.
-		if code == 3 || code == 126 || code == 127 || m.bootFailures >= m.maxBootFailures {
-			// Halting: waiting for the whole tail costs nothing now.
-			tail := m.waitTail(w)
-			l.Error().Strs("stderr", tail).Int("failures", m.bootFailures).Msg("worker failed to boot")
-			m.halt = &BootError{Worker: w.id, PID: w.pid, Status: status, Stderr: tail}
-			return
-		}
-		failures := m.bootFailures
-		m.logTail(w, func(tail []string) {
-			l.Error().Strs("stderr", tail).Int("failures", failures).Msg("worker failed to boot")
-		})
-		m.backoff(now)
-	case code == 3 && !w.beat.Load():
+		m.bootFailed(w, ev.exit, l, false, now)
+	case ev.exit.Code() == 3 && !w.beat.Load():
 		// gunicorn's "do not retry" code from a worker that outlived the
 		// boot window but never said it was up: its boot failed late
 		// (gunicorn loads the app after forking), and no retry fixes it.
-		m.met.exits.WithLabelValues("boot_failure").Inc()
-		m.met.bootFails.Inc()
-		if m.reload != nil && w.gen == m.reload.gen {
-			m.logTail(w, func(tail []string) {
-				l.Error().Strs("stderr", tail).Msg("worker of the new generation failed to boot (exit 3)")
-			})
-			m.failReload(fmt.Errorf("reload: worker %d (pid %d) failed to boot: %s", w.id, w.pid, status))
-			return
-		}
-		tail := m.waitTail(w)
-		l.Error().Strs("stderr", tail).Msg("worker failed to boot (exit 3)")
-		m.halt = &BootError{Worker: w.id, PID: w.pid, Status: status, Stderr: tail}
+		m.bootFailed(w, ev.exit, l, true, now)
 	default:
 		m.met.exits.WithLabelValues("crash").Inc()
 		m.logTail(w, func(tail []string) {
@@ -410,6 +418,46 @@ func (m *Master) onExit(ev exitEvent) {
 		})
 		m.backoff(now)
 	}
+}
+
+// bootFailed handles the exit of a worker that never booted (late: one
+// that was counted booted, silent, but exited with gunicorn's boot-error
+// code 3). A new generation's failure fails its reload; otherwise the worker
+// is replaced, unless the failure is one no retry fixes or the failures in a
+// row reach the limit, which halts the pool.
+func (m *Master) bootFailed(w *proc, exit process.Exit, l zerolog.Logger, late bool, now time.Time) {
+	m.met.exits.WithLabelValues("boot_failure").Inc()
+	m.met.bootFails.Inc()
+	msg := "worker failed to boot"
+	if late {
+		msg += " (exit 3)"
+	}
+	if m.reload != nil && w.gen == m.reload.gen {
+		m.logTail(w, func(tail []string) {
+			l.Error().Strs("stderr", tail).Msg(strings.Replace(msg, "worker", "worker of the new generation", 1))
+		})
+		m.failReload(fmt.Errorf("reload: worker %d (pid %d) failed to boot: %s", w.id, w.pid, exit))
+		return
+	}
+	if !late {
+		m.bootFailures++
+	}
+	// gunicorn's convention: exit code 3 means "do not retry"; 127 and 126
+	// are the shim's (and a shell's) "command not found" and "not
+	// executable", which no retry fixes either.
+	code := exit.Code()
+	if late || code == 3 || code == 126 || code == 127 || m.bootFailures >= m.maxBootFailures {
+		// Halting: waiting for the whole tail costs nothing now.
+		tail := m.waitTail(w)
+		l.Error().Strs("stderr", tail).Int("failures", m.bootFailures).Msg(msg)
+		m.halt = &BootError{Worker: w.id, PID: w.pid, Status: exit.String(), Stderr: tail}
+		return
+	}
+	failures := m.bootFailures
+	m.logTail(w, func(tail []string) {
+		l.Error().Strs("stderr", tail).Int("failures", failures).Msg(msg)
+	})
+	m.backoff(now)
 }
 
 // waitTail returns the worker's last stderr lines once its output is read
@@ -458,10 +506,10 @@ func (m *Master) backoff(now time.Time) {
 func (m *Master) murder(now time.Time) {
 	for _, w := range m.workers {
 		switch w.state {
-		case stDraining, stAborted:
+		case WorkerDraining, WorkerAborted:
 			if !w.killed && now.After(w.killAt) {
 				w.killed = true
-				signalGroup(w.pid, syscall.SIGKILL)
+				process.SignalGroup(w.pid, syscall.SIGKILL)
 			}
 			continue
 		}
@@ -485,7 +533,7 @@ func (m *Master) murder(now time.Time) {
 		}
 		ev.Msg("worker timeout: sending SIGABRT, then SIGKILL")
 		m.met.timeouts.Inc()
-		w.state = stAborted
+		w.state = WorkerAborted
 		w.killAt = now.Add(m.abortGrace)
 		// ABRT to the worker alone: a Go worker dumps its goroutines, a
 		// Python one its traceback (faulthandler), into the log.
@@ -503,14 +551,14 @@ func (m *Master) manage(now time.Time) {
 	}
 	var active, up []*proc
 	for _, w := range m.workers {
-		if !w.booted && w.state == stBooting && !w.beat.Load() && now.Sub(w.started) >= m.cfg.BootTimeout {
-			m.boot(w) // silent on fd 4, alive past the boot window
+		if !w.booted && w.state == WorkerBooting && now.Sub(w.started) >= m.cfg.BootTimeout {
+			m.bootWindowEnded(w)
 		}
 		if w.gen != m.gen {
 			continue
 		}
 		switch w.state {
-		case stBooting, stReady:
+		case WorkerBooting, WorkerReady:
 			active = append(active, w)
 			if w.booted {
 				up = append(up, w)
@@ -570,7 +618,7 @@ func (m *Master) manage(now time.Time) {
 	// without it: its replacement is accepting, capacity never drops.
 	if len(up) >= m.target {
 		for _, w := range m.workers {
-			if w.state == stRetiring && w.gen == m.gen {
+			if w.state == WorkerRetiring && w.gen == m.gen {
 				m.stop(w, "recycle")
 			}
 		}
@@ -629,10 +677,10 @@ func (m *Master) shutdown() {
 	}
 	m.queued = nil
 	for _, w := range m.workers {
-		if w.state == stAborted && !w.killed {
+		if w.state == WorkerAborted && !w.killed {
 			// Hung already: no drain to wait for.
 			w.killed = true
-			signalGroup(w.pid, syscall.SIGKILL)
+			process.SignalGroup(w.pid, syscall.SIGKILL)
 		}
 		m.stop(w, "stop")
 	}
@@ -655,7 +703,7 @@ func (m *Master) shutdown() {
 			killed = true
 			for _, w := range m.workers {
 				w.killed = true
-				signalGroup(w.pid, syscall.SIGKILL)
+				process.SignalGroup(w.pid, syscall.SIGKILL)
 			}
 			// SIGKILL cannot be refused; this bound only guards against
 			// a reaper that has stopped.

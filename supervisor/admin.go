@@ -17,7 +17,7 @@ import (
 
 // Status is the document served on /status and printed by `onebox status`.
 type Status struct {
-	State      string            `json:"state"`
+	State      State             `json:"state"`
 	Ready      bool              `json:"ready"`
 	NotReady   string            `json:"not_ready,omitempty"`
 	Pid        int               `json:"pid"`
@@ -29,7 +29,7 @@ type Status struct {
 // ComponentStatus is one component's line in Status.
 type ComponentStatus struct {
 	Name   string `json:"name"`
-	State  string `json:"state"`
+	State  State  `json:"state"`
 	Error  string `json:"error,omitempty"`
 	Detail any    `json:"detail,omitempty"`
 }
@@ -37,7 +37,7 @@ type ComponentStatus struct {
 // Status returns the box's current status.
 func (s *Supervisor) Status() Status {
 	st := Status{
-		State:   s.state.Load().(string),
+		State:   s.state.Load(),
 		Pid:     pid(),
 		Uptime:  time.Since(s.started).Round(time.Second).String(),
 		Orphans: s.reaper.Orphans(),
@@ -48,7 +48,7 @@ func (s *Supervisor) Status() Status {
 		st.Ready = true
 	}
 	for _, p := range s.parts {
-		cs := ComponentStatus{Name: p.name, State: p.state.Load().(string)}
+		cs := ComponentStatus{Name: p.name, State: p.state.Load()}
 		if c, ok := p.c.(Checker); ok {
 			if err := c.Check(); err != nil {
 				cs.Error = err.Error()

@@ -71,7 +71,7 @@ func (s *spawner) Run(ctx context.Context) error {
 		select {
 		case ws := <-exited:
 			// The child may exit (an orphan maker does); that is not a failure here.
-			s.log.Info().Int("child", pid).Int("code", supervisor.ExitCode(ws)).Msg("child exited")
+			s.log.Info().Int("child", pid).Int("code", ws.Code()).Msg("child exited")
 			exited = nil
 		case <-ctx.Done():
 			if exited == nil {

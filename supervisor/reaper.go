@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"onebox/internal/process"
 )
 
 // Reaper is the one waiter for child processes. Exactly one goroutine (Run)
@@ -29,20 +31,20 @@ type Reaper struct {
 	// nobody will ever ask for. TestReaperLosesNoStatusUnderConcurrency holds
 	// this with children that exit immediately.
 	mu      sync.Mutex
-	waiters map[int]chan syscall.WaitStatus
+	waiters map[int]chan process.Exit
 	orphans int // reaped processes nobody registered (re-parented to us)
 }
 
 // NewReaper returns a reaper; call Run to start reaping.
 func NewReaper(log zerolog.Logger) *Reaper {
-	return &Reaper{log: log, waiters: make(map[int]chan syscall.WaitStatus)}
+	return &Reaper{log: log, waiters: make(map[int]chan process.Exit)}
 }
 
 // Start starts cmd in its own process group and registers it. The channel
-// receives the process's wait status once, when it has exited and been
+// receives the process's exit status once, when it has exited and been
 // reaped. cmd.Stdin, Stdout and Stderr must be nil or *os.File: other values
 // make os/exec copy in goroutines that only Wait would collect.
-func (r *Reaper) Start(cmd *exec.Cmd) (pid int, exited <-chan syscall.WaitStatus, err error) {
+func (r *Reaper) Start(cmd *exec.Cmd) (pid int, exited <-chan process.Exit, err error) {
 	for _, f := range []any{cmd.Stdin, cmd.Stdout, cmd.Stderr} {
 		switch f.(type) {
 		case nil, *os.File:
@@ -70,7 +72,7 @@ func (r *Reaper) Start(cmd *exec.Cmd) (pid int, exited <-chan syscall.WaitStatus
 	pid = cmd.Process.Pid
 	// Release drops os.Process's pidfd; the reaper, not os.Process, waits.
 	_ = cmd.Process.Release()
-	ch := make(chan syscall.WaitStatus, 1)
+	ch := make(chan process.Exit, 1)
 	r.waiters[pid] = ch
 	return pid, ch, nil
 }
@@ -119,11 +121,11 @@ func (r *Reaper) Reap() {
 		ch, ok := r.waiters[pid]
 		if !ok {
 			r.orphans++
-			r.log.Debug().Int("pid", pid).Str("status", describe(ws)).Msg("reaped orphan")
+			r.log.Debug().Int("pid", pid).Stringer("status", process.Exit(ws)).Msg("reaped orphan")
 			continue
 		}
 		delete(r.waiters, pid)
-		ch <- ws
+		ch <- process.Exit(ws)
 	}
 }
 
@@ -150,31 +152,9 @@ func (r *Reaper) Orphans() int {
 func (r *Reaper) KillAll(sig syscall.Signal) int {
 	pids := r.Running()
 	for _, pid := range pids {
-		if pid <= 0 {
-			continue // kill(0) or kill(-1) would signal our group or everything
-		}
-		// The group first (the child's own children), then the pid itself in
-		// case it has left its group.
-		_ = syscall.Kill(-pid, sig)
-		_ = syscall.Kill(pid, sig)
+		process.SignalGroup(pid, sig)
 	}
 	return len(pids)
-}
-
-// ExitCode converts a wait status the way a shell does: the exit code, or
-// 128 + the signal number for a process killed by a signal.
-func ExitCode(ws syscall.WaitStatus) int {
-	if ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ws.ExitStatus()
-}
-
-func describe(ws syscall.WaitStatus) string {
-	if ws.Signaled() {
-		return "killed by " + ws.Signal().String()
-	}
-	return fmt.Sprintf("exit %d", ws.ExitStatus())
 }
 
 func setSubreaper() error {

@@ -45,7 +45,7 @@ func TestReaperDeliversExitStatus(t *testing.T) {
 		}
 		select {
 		case ws := <-exited:
-			if got := supervisor.ExitCode(ws); got != tc.want {
+			if got := ws.Code(); got != tc.want {
 				t.Errorf("%q: exit code %d, want %d", tc.script, got, tc.want)
 			}
 		case <-time.After(10 * time.Second):
@@ -68,7 +68,7 @@ func TestReaperLosesNoStatusUnderConcurrency(t *testing.T) {
 				results <- result{i, -1}
 				return
 			}
-			results <- result{i, supervisor.ExitCode(<-exited)}
+			results <- result{i, (<-exited).Code()}
 		}()
 	}
 	timeout := time.After(20 * time.Second)
@@ -120,8 +120,8 @@ func TestKillAllSignalsProcessGroups(t *testing.T) {
 	}
 	select {
 	case ws := <-exited:
-		if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("status %v, want killed by SIGKILL", ws)
+		if ws.String() != "killed by killed" || ws.Code() != 128+int(syscall.SIGKILL) {
+			t.Fatalf("status %v (code %d), want killed by SIGKILL", ws, ws.Code())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("not reaped after KILL")

@@ -33,7 +33,7 @@ type Supervisor struct {
 	parts   []*part
 	started time.Time
 
-	state     atomic.Value // string: starting, running, stopping
+	state     stateCell
 	sigs      chan os.Signal
 	deadline  atomic.Int64       // unix nanoseconds: the end of the stop budget, 0 before the stop
 	opCtx     context.Context    // reloads and scales; cancelled when the stop begins
@@ -50,7 +50,7 @@ type part struct {
 	name   string
 	c      Component
 	cancel context.CancelFunc
-	state  atomic.Value // string: waiting, starting, ready, stopping, stopped, failed
+	state  stateCell
 }
 
 type exit struct {
@@ -83,7 +83,7 @@ func New(cfg Config, log zerolog.Logger, sigs chan os.Signal) *Supervisor {
 		sigs:   sigs,
 	}
 	s.opCtx, s.opCancel = context.WithCancel(context.Background())
-	s.state.Store("starting")
+	s.state.Store(StateStarting)
 	s.readyGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "onebox_ready", Help: "1 when every component is ready and the box serves.",
 	})
@@ -111,7 +111,7 @@ func (s *Supervisor) Registry() *prometheus.Registry { return s.reg }
 // they are added, each after the previous one is ready, and stop in reverse.
 func (s *Supervisor) Add(name string, c Component) {
 	p := &part{name: name, c: c}
-	p.state.Store("waiting")
+	p.state.Store(StateWaiting)
 	s.parts = append(s.parts, p)
 }
 
@@ -149,7 +149,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		next++
 		runCtx, cancel := context.WithCancel(context.Background())
 		p.cancel = cancel
-		p.state.Store("starting")
+		p.state.Store(StateStarting)
 		s.log.Info().Str("part", p.name).Msg("starting")
 		go func() { exits <- exit{p, p.c.Run(runCtx)} }()
 		if r, ok := p.c.(Readier); ok {
@@ -171,7 +171,7 @@ loop:
 		case <-ready:
 			if next > 0 {
 				p := s.parts[next-1]
-				p.state.Store("ready")
+				p.state.Store(StateReady)
 				s.log.Info().Str("part", p.name).Dur("after", time.Since(s.started)).Msg("ready")
 			}
 			if next < len(s.parts) {
@@ -179,11 +179,11 @@ loop:
 				continue
 			}
 			ready = nil
-			s.state.Store("running")
+			s.state.Store(StateRunning)
 			s.readyGauge.Set(1)
 			s.log.Info().Dur("after", time.Since(s.started)).Msg("onebox is ready")
 		case e := <-exits:
-			e.p.state.Store("failed")
+			e.p.state.Store(StateFailed)
 			failure = partError(e)
 			s.log.Error().Err(e.err).Str("part", e.p.name).Msg("component failed; stopping")
 			break loop
@@ -205,7 +205,7 @@ loop:
 func (s *Supervisor) shutdown(n int, failure error, exits chan exit, sigs chan os.Signal) error {
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	s.deadline.Store(deadline.UnixNano())
-	s.state.Store("stopping")
+	s.state.Store(StateStopping)
 	s.readyGauge.Set(0)
 	s.opCancel() // a reload or scale in flight gives up; no new ones start
 	budget := time.NewTimer(time.Until(deadline))
@@ -214,7 +214,7 @@ func (s *Supervisor) shutdown(n int, failure error, exits chan exit, sigs chan o
 	done := make(map[*part]bool)
 	if failure != nil {
 		for _, p := range s.parts {
-			if p.state.Load() == "failed" {
+			if p.state.Load() == StateFailed {
 				done[p] = true
 			}
 		}
@@ -226,13 +226,13 @@ stopping:
 		if done[p] {
 			continue
 		}
-		p.state.Store("stopping")
+		p.state.Store(StateStopping)
 		p.cancel()
 		for !done[p] {
 			select {
 			case e := <-exits:
 				done[e.p] = true
-				e.p.state.Store("stopped")
+				e.p.state.Store(StateStopped)
 				if e.err != nil && !errors.Is(e.err, context.Canceled) {
 					s.log.Error().Err(e.err).Str("part", e.p.name).Msg("stopped with an error")
 					if failure == nil {
@@ -324,7 +324,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	var errs []error
 	for _, p := range s.parts {
 		r, ok := p.c.(Reloader)
-		if !ok || p.state.Load() != "ready" {
+		if !ok || p.state.Load() != StateReady {
 			continue
 		}
 		s.log.Info().Str("part", p.name).Msg("reloading")
@@ -361,7 +361,7 @@ var ErrNoScaler = errors.New("no component scales: no worker pool is configured"
 var ErrNotRunning = errors.New("not running")
 
 func (s *Supervisor) operable() error {
-	if st := s.state.Load(); st != "running" {
+	if st := s.state.Load(); st != StateRunning {
 		return fmt.Errorf("onebox is %s: %w", st, ErrNotRunning)
 	}
 	return nil
@@ -373,7 +373,7 @@ func (s *Supervisor) Scale(n int, relative bool) (int, error) {
 		return 0, err
 	}
 	for _, p := range s.parts {
-		if sc, ok := p.c.(Scaler); ok && p.state.Load() == "ready" {
+		if sc, ok := p.c.(Scaler); ok && p.state.Load() == StateReady {
 			got, err := sc.Scale(n, relative)
 			if err == nil {
 				s.log.Info().Str("part", p.name).Int("workers", got).Msg("scaled")
@@ -387,9 +387,7 @@ func (s *Supervisor) Scale(n int, relative bool) (int, error) {
 // Ready returns nil when the box serves: every component started and ready,
 // no stop under way, and every Checker content.
 func (s *Supervisor) Ready() error {
-	switch st := s.state.Load(); st {
-	case "running":
-	default:
+	if st := s.state.Load(); st != StateRunning {
 		return fmt.Errorf("onebox is %s", st)
 	}
 	for _, p := range s.parts {

@@ -5,9 +5,17 @@ package worker
 // activation: LISTEN_FDS=1, LISTEN_PID=its own pid, LISTEN_FDNAMES=app) and,
 // optionally, the write end of a heartbeat pipe as fd 4.
 //
-// The heartbeat pipe carries text lines. Any byte at all counts as a sign of
-// life, so a worker in any language may simply write "\n" now and then. The Go
-// side also writes:
+// The heartbeat pipe carries text lines. A worker that speaks the protocol
+// writes first, as soon as its process starts and before it loads the app:
+//
+//	hello [FLAG...]                         once, the first line
+//
+// and then counts as booted only on "ready", which must come within
+// APP_BOOT_TIMEOUT: a worker that exits or stays silent until then failed to
+// boot. For a worker that never says hello, any line at all counts as a sign
+// of life (so a worker in any language may simply write "\n" now and then),
+// the first one boots it, and one that stays silent boots by living
+// APP_BOOT_TIMEOUT. The Go side (Hello, Serve) writes:
 //
 //	ready                                   once, when it accepts on fd 3
 //	beat SERVED INFLIGHT [AGE_MS METHOD URI] every interval; the oldest request in flight, if any
@@ -45,6 +53,7 @@ const (
 	// ControlFD is the control pipe's read end.
 	ControlFD = 5
 
+	MsgHello  = "hello"
 	MsgReady  = "ready"
 	MsgBeat   = "beat"
 	MsgRetire = "retire"

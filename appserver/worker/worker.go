@@ -36,7 +36,7 @@ import (
 type Options struct {
 	// Listener is the socket to accept on. Required.
 	Listener net.Listener
-	// Heartbeat receives protocol lines (ready, beat, retire); nil means no
+	// Heartbeat receives protocol lines (hello, ready, beat, retire); nil means no
 	// master is listening, and a worker at its limit drains by itself.
 	Heartbeat io.Writer
 	// Control carries the master's lines (drain MS); nil means none.
@@ -74,6 +74,29 @@ func Serve(h http.Handler) error {
 		_ = os.Unsetenv(k)
 	}
 	return o.Serve(h)
+}
+
+// helloSaid is set once this process has said hello on the heartbeat pipe.
+var helloSaid atomic.Bool
+
+// Hello tells the master that this worker speaks the protocol: from then on
+// it counts as booted only once Serve says ready, which must happen within
+// APP_BOOT_TIMEOUT, and an exit before that is a boot failure however long
+// the app took to load. Call it first thing in main, before the app loads
+// (connects to its database, parses templates); Serve says it itself if
+// nobody did. Without a master (no ONEBOX_HEARTBEAT_FD) it does nothing.
+func Hello() {
+	fd, err := strconv.Atoi(os.Getenv(EnvHeartbeatFD))
+	if err != nil || fd < 3 {
+		return // none, or a bad value FromEnv reports
+	}
+	if helloSaid.Swap(true) {
+		return
+	}
+	// Programs the app starts while loading must not inherit the pipe.
+	syscall.CloseOnExec(fd)
+	// A plain write: an os.File here would close fd 4 when collected.
+	_, _ = syscall.Write(fd, []byte(MsgHello+"\n"))
 }
 
 // FromEnv reads the worker protocol's variables through getenv: the socket
@@ -457,6 +480,9 @@ func (c *counter) beat(now time.Time) string {
 func (c *counter) heartbeat(w io.Writer, interval time.Duration, stop <-chan struct{}) {
 	// Write errors are ignored: a master that is gone cannot be told, and
 	// the parent-death signal ends this process anyway.
+	if !helloSaid.Load() {
+		_, _ = io.WriteString(w, MsgHello+"\n")
+	}
 	_, _ = io.WriteString(w, MsgReady+"\n")
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -161,6 +161,10 @@ func get(t *testing.T, c *http.Client, path string) string {
 
 func TestServeOnInheritedSocketWithHeartbeat(t *testing.T) {
 	p := startWorker(t)
+	// hello first: this worker speaks the protocol, and boots on ready.
+	if first := p.expect(t, ""); first != "hello" {
+		t.Fatalf("first heartbeat line %q, want hello", first)
+	}
 	p.expect(t, "ready")
 	c := p.client()
 	for range 3 {

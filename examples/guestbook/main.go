@@ -33,6 +33,9 @@ import (
 )
 
 func main() {
+	// First thing: from here the pool counts this worker booted only once
+	// Serve says ready (a no-op when run alone or as APP_PRESTART).
+	worker.Hello()
 	if err := run(os.Args[1:], os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "guestbook:", err)
 		os.Exit(1)
