@@ -60,6 +60,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	servers []httpServer
+
+	lameDuck atomic.Bool // set by LameDuck: every response closes its connection
 }
 
 // httpServer is what Serve drains at the end: net/http's server for TLS
@@ -252,6 +254,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln, tln)
 }
 
+// LameDuck makes every response from now on close its connection (HTTP/1
+// Connection: close, HTTP/2 GOAWAY) while the proxy keeps accepting and
+// serving: the supervisor calls it when a stop begins with a lame-duck delay
+// (ONEBOX_SHUTDOWN_DELAY), so kept-alive clients move to other replicas.
+func (s *Server) LameDuck() {
+	if !s.lameDuck.Swap(true) {
+		s.log.Info().Msg("lame duck: answering with Connection: close")
+	}
+}
+
 // Ready is closed once the listeners are bound: the supervisor reports the box
 // ready only then, never while a connection would still be refused.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
@@ -373,6 +385,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := getRecorder(w)
 	defer putRecorder(rec)
 	rec.Header()["Server"] = hdrServer
+	if s.lameDuck.Load() {
+		// HTTP/1 closes after this response; on HTTP/2, net/http turns
+		// the header into a GOAWAY. Either way the client's next request
+		// opens a new connection, which its load balancer sends elsewhere.
+		rec.Header()["Connection"] = hdrClose
+	}
 	st := s.hosts.lookup(r.Host)
 	s.handle(rec, r, st)
 	s.finish(rec, r, st, start)

@@ -58,3 +58,12 @@ type Scaler interface {
 type LogReopener interface {
 	ReopenLogs() error
 }
+
+// LameDucker is implemented by components that serve clients (the proxy).
+// LameDuck is called once when a stop begins with ONEBOX_SHUTDOWN_DELAY set:
+// the component keeps accepting and serving, but tells clients to go
+// elsewhere (HTTP/1 Connection: close, HTTP/2 GOAWAY) until its context is
+// cancelled at the end of the delay.
+type LameDucker interface {
+	LameDuck()
+}

@@ -203,11 +203,16 @@ loop:
 
 // shutdown stops the first n parts in reverse order within one budget.
 func (s *Supervisor) shutdown(n int, failure error, exits chan exit, sigs chan os.Signal) error {
-	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
-	s.deadline.Store(deadline.UnixNano())
+	serving := s.state.Load() == StateRunning
 	s.state.Store(StateStopping)
 	s.readyGauge.Set(0)
 	s.opCancel() // a reload or scale in flight gives up; no new ones start
+	// A box that never became ready is in no load balancer: no delay.
+	if failure == nil && serving && s.cfg.ShutdownDelay > 0 {
+		failure = s.lameDuck(n, exits, sigs)
+	}
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	s.deadline.Store(deadline.UnixNano())
 	budget := time.NewTimer(time.Until(deadline))
 	defer budget.Stop()
 
@@ -269,6 +274,38 @@ stopping:
 	}
 	s.log.Info().Dur("took", time.Since(deadline.Add(-s.cfg.ShutdownTimeout))).Msg("stopped cleanly")
 	return nil
+}
+
+// lameDuck is the delay before the stop budget (ONEBOX_SHUTDOWN_DELAY): the
+// box already says it is not ready, and its started components keep running
+// while an orchestrator takes it out of its load balancer, which it does at
+// the same moment as it sends TERM, not before (kubernetes#67592). A second
+// TERM or INT ends the delay; a component that fails during it ends it too,
+// and is returned as the failure.
+func (s *Supervisor) lameDuck(n int, exits chan exit, sigs chan os.Signal) error {
+	for _, p := range s.parts[:n] {
+		if l, ok := p.c.(LameDucker); ok {
+			l.LameDuck()
+		}
+	}
+	s.log.Info().Dur("delay", s.cfg.ShutdownDelay).Msg("lame duck: not ready, still serving until the delay ends")
+	delay := time.NewTimer(s.cfg.ShutdownDelay)
+	defer delay.Stop()
+	for {
+		select {
+		case <-delay.C:
+			return nil
+		case e := <-exits:
+			e.p.state.Store(StateFailed)
+			s.log.Error().Err(e.err).Str("part", e.p.name).Msg("component failed during the lame-duck delay; stopping")
+			return partError(e)
+		case sig := <-sigs:
+			if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+				s.log.Info().Str("signal", sig.String()).Msg("second " + sig.String() + ": lame-duck delay cut short")
+				return nil
+			}
+		}
+	}
 }
 
 // awaitReaped waits (bounded) until every started process has been reaped,

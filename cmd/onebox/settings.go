@@ -158,6 +158,10 @@ func load(environ map[string]string, strict bool) (Settings, []string, config.Pr
 		}
 	}
 
+	if w := stopGraceWarning(s.Onebox, unparsed); w != "" {
+		warnings = append(warnings, w)
+	}
+
 	for _, u := range unknownVars(e, fields, s.Proxy.SiteNames) {
 		if strict {
 			ps = append(ps, u)
@@ -210,4 +214,16 @@ func want(pe env.ParseError) string {
 		return "a whole number"
 	}
 	return pe.Err.Error()
+}
+
+// stopGraceWarning says when a graceful stop (the lame-duck delay, then the
+// budget) would outlast docker stop's default grace period, after which
+// docker sends SIGKILL and the drain is cut.
+func stopGraceWarning(c supervisor.Config, unparsed map[string]bool) string {
+	if unparsed["ONEBOX_SHUTDOWN_DELAY"] || unparsed["ONEBOX_SHUTDOWN_TIMEOUT"] || c.StopTime() <= supervisor.DockerStopGrace {
+		return ""
+	}
+	return fmt.Sprintf("ONEBOX_SHUTDOWN_DELAY (%s) + ONEBOX_SHUTDOWN_TIMEOUT (%s) = %s is more than docker stop's default grace period of %s: "+
+		"give the container at least that (docker run --stop-timeout, compose stop_grace_period, Kubernetes terminationGracePeriodSeconds)",
+		c.ShutdownDelay, c.ShutdownTimeout, c.StopTime(), supervisor.DockerStopGrace)
 }

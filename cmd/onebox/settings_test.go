@@ -315,3 +315,46 @@ func TestLevenshtein(t *testing.T) {
 		}
 	}
 }
+
+// A stop longer than docker's default grace period is a warning: docker
+// would SIGKILL the box in the middle of its drain.
+func TestStopGraceWarning(t *testing.T) {
+	for _, tc := range []struct {
+		delay, timeout string
+		warn           bool
+		problem        string
+	}{
+		{"", "", false, ""},
+		{"1s", "9s", false, ""},
+		{"5s", "", true, ""},
+		{"", "15s", true, ""},
+		{"-1s", "", false, "ONEBOX_SHUTDOWN_DELAY"},
+		{"soon", "", false, "ONEBOX_SHUTDOWN_DELAY"},
+	} {
+		t.Run(tc.delay+"+"+tc.timeout, func(t *testing.T) {
+			e := base(t)
+			if tc.delay != "" {
+				e["ONEBOX_SHUTDOWN_DELAY"] = tc.delay
+			}
+			if tc.timeout != "" {
+				e["ONEBOX_SHUTDOWN_TIMEOUT"] = tc.timeout
+			}
+			_, warnings, ps := load(e, true)
+			if got := strings.Join(problemVars(ps), ","); got != tc.problem {
+				t.Fatalf("problems %v, want %q", ps, tc.problem)
+			}
+			var warned string
+			for _, w := range warnings {
+				if strings.Contains(w, "stop's default grace period") {
+					warned = w
+				}
+			}
+			if (warned != "") != tc.warn {
+				t.Fatalf("warnings %q, want a grace-period warning: %v", warnings, tc.warn)
+			}
+			if tc.warn && !strings.Contains(warned, "ONEBOX_SHUTDOWN_DELAY") {
+				t.Errorf("warning %q does not name ONEBOX_SHUTDOWN_DELAY", warned)
+			}
+		})
+	}
+}
