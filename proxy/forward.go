@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"compress/gzip"
 	"errors"
 	"io"
@@ -12,7 +11,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"onebox/proxy/internal/h1"
 )
+
+// copyBufferSize is the buffer a response body is copied through.
+const copyBufferSize = 32 << 10
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
@@ -113,24 +117,12 @@ func upgradeOf(h http.Header) string {
 	}
 	for _, v := range h["Connection"] {
 		for t := range strings.SplitSeq(v, ",") {
-			if tokenEqual(t, "upgrade") {
+			if h1.TokenEqual(t, "upgrade") {
 				return up[0]
 			}
 		}
 	}
 	return ""
-}
-
-// connectionListed reports whether name is listed in a Connection header.
-func connectionListed(conn []string, name string) bool {
-	for _, v := range conn {
-		for t := range strings.SplitSeq(v, ",") {
-			if tokenEqual(t, name) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // forward proxies r to the site's upstream.
@@ -145,44 +137,43 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		upgrade = upgradeOf(r.Header)
 	}
 	w.clientIP = s.clientIP(r)
-	w.upstreamAddr = u.label
+	w.upstreamAddr = u.String()
 	retryable := isIdempotent(r.Method) && body == nil
 	start := time.Now()
 
-	var c *upConn
-	var resp *upResponse
+	var c *h1.UpConn
+	var resp *h1.Response
 	h := w.Header()
 	for attempt := 0; ; attempt++ {
 		var err error
-		c, err = u.get(r.Context(), attempt > 0)
+		c, err = u.Get(r.Context(), attempt > 0)
 		if err != nil {
 			s.upstreamFailed(w, r, st, err, true)
 			return
 		}
-		if c.reused && !retryable && !c.alive() {
+		if c.Reused() && !retryable && !c.Alive() {
 			// Closed by the upstream while idle: a request that cannot be
 			// retried must go on a connection known to be open.
-			c.close()
-			if c, err = u.dial(r.Context()); err != nil {
+			c.Close()
+			if c, err = u.Dial(r.Context()); err != nil {
 				s.upstreamFailed(w, r, st, err, true)
 				return
 			}
 		}
-		if hw, ok := w.w.(*h1Writer); ok {
-			c.client = hw.c.nc // watched while the upstream is slow
+		if nc := h1.ClientConn(w.w); nc != nil {
+			c.WatchClient(nc) // watched while the upstream is slow
 		} else {
-			c.watchContext(r.Context()) // net/http ends it when the client leaves
+			c.WatchContext(r.Context()) // net/http ends it when the client leaves
 		}
 		err = s.writeRequest(c, r, w.clientIP, upgrade, body)
 		if err == nil {
-			resp = &c.resp
-			err = readResponse(c.br, h, r.Method, resp, &c.scratch)
+			resp, err = c.ReadResponse(h, r.Method)
 		}
 		if err == nil {
 			break
 		}
-		reused := c.reused
-		c.close()
+		reused := c.Reused()
+		c.Close()
 		// A head that failed half-way may have left upstream headers
 		// (Set-Cookie…) in the client's map: they must not reach the
 		// error page or pile up on the retry.
@@ -196,14 +187,14 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 			writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
 			return
 		}
-		if re := (*requestError)(nil); errors.As(err, &re) {
+		if re := (*h1.RequestError)(nil); errors.As(err, &re) {
 			closeAfter(w, r) // the client's body was malformed
-			writeStatusPage(w, r, re.status)
+			writeStatusPage(w, r, re.Status)
 			return
 		}
 		// A reused connection the upstream had closed fails before any
 		// response byte: retry once on a fresh one when that is safe.
-		if reused && retryable && attempt == 0 && !isTimeout(err) && !errors.Is(err, errBadResponse) && !errors.Is(err, errClientGone) {
+		if reused && retryable && attempt == 0 && !h1.IsTimeout(err) && !errors.Is(err, h1.ErrBadResponse) && !errors.Is(err, h1.ErrClientGone) {
 			continue
 		}
 		s.upstreamFailed(w, r, st, err, false)
@@ -211,18 +202,18 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 	}
 	w.upstreamTime = time.Since(start)
 
-	if resp.status == http.StatusSwitchingProtocols {
+	if resp.Status == http.StatusSwitchingProtocols {
 		if upgrade == "" {
-			c.close()
-			s.upstreamFailed(w, r, st, errBadResponse, false)
+			c.Close()
+			s.upstreamFailed(w, r, st, h1.ErrBadResponse, false)
 			return
 		}
-		s.tunnel(w, r, c, resp)
+		s.tunnel(w, r, c)
 		return
 	}
 
 	var zw *gzip.Writer
-	if s.cfg.Gzip && resp.contentLength != 0 && gzipProxied(r, resp) {
+	if s.cfg.Gzip && resp.ContentLength != 0 && gzipProxied(r, resp) {
 		delete(h, "Content-Length")
 		h["Content-Encoding"] = hdrGzip
 		h["Vary"] = append(h["Vary"], "Accept-Encoding")
@@ -232,13 +223,12 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		zw = gzipPool.Get().(*gzip.Writer)
 		zw.Reset(w)
 	}
-	w.WriteHeader(resp.status)
-	if resp.contentLength == 0 {
-		s.release(c, resp, true)
+	w.WriteHeader(resp.Status)
+	if resp.ContentLength == 0 {
+		c.Done(true)
 		return
 	}
-	body2 := bodyOf(c.br, resp)
-	ok := s.copyBody(w, body2, resp.contentLength < 0, zw)
+	ok := s.copyBody(w, c.Body(), resp.ContentLength < 0, zw)
 	if zw != nil {
 		if err := zw.Close(); err != nil {
 			ok = false
@@ -246,9 +236,9 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		zw.Reset(io.Discard)
 		gzipPool.Put(zw)
 	}
-	if cb, isChunked := body2.(*chunkedBody); ok && isChunked {
-		for _, t := range cb.trailer {
-			h[http.TrailerPrefix+t.k] = append(h[http.TrailerPrefix+t.k], t.v)
+	if ok {
+		for _, t := range c.Trailer() {
+			h[http.TrailerPrefix+t.Name] = append(h[http.TrailerPrefix+t.Name], t.Value)
 		}
 	}
 	if !ok {
@@ -257,16 +247,7 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		// see a cut connection, not a body that looks complete.
 		w.abort = true
 	}
-	s.release(c, resp, ok)
-}
-
-// release pools the connection after a complete exchange, else closes it.
-func (s *Server) release(c *upConn, resp *upResponse, complete bool) {
-	if complete && !resp.close {
-		c.u.put(c)
-		return
-	}
-	c.close()
+	c.Done(ok)
 }
 
 // copyBody streams the response body; unknown-length bodies (chunked,
@@ -312,37 +293,37 @@ var gzipPool = sync.Pool{New: func() any {
 // gzipProxied decides whether to compress an upstream response: the client
 // accepts gzip, the upstream has not encoded it, the type compresses well
 // and it is not tiny or partial.
-func gzipProxied(r *http.Request, resp *upResponse) bool {
-	if resp.status != http.StatusOK || resp.hasEncoding || resp.hasRange || resp.noTransform ||
-		(resp.contentLength >= 0 && resp.contentLength < gzipMinSize) || !acceptsGzip(r) {
+func gzipProxied(r *http.Request, resp *h1.Response) bool {
+	if resp.Status != http.StatusOK || resp.HasEncoding || resp.HasRange || resp.NoTransform ||
+		(resp.ContentLength >= 0 && resp.ContentLength < gzipMinSize) || !acceptsGzip(r) {
 		return false
 	}
-	return resp.contentType != "" && compressible(resp.contentType)
+	return resp.ContentType != "" && compressible(resp.ContentType)
 }
 
 // upstreamFailed answers 504 for timeouts and 502 for everything else.
 func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err error, connecting bool) {
 	kind, code := upErrReset, http.StatusBadGateway
 	switch {
-	case isTimeout(err):
+	case h1.IsTimeout(err):
 		kind, code = upErrTimeout, http.StatusGatewayTimeout
 	case connecting:
 		kind = upErrConnect
 	}
-	if r.Context().Err() != nil || errors.Is(err, errClientGone) {
+	if r.Context().Err() != nil || errors.Is(err, h1.ErrClientGone) {
 		// The client went away: nginx logs 499 and answers nothing.
 		w.status = 499
 		w.abort = true
 		return
 	}
 	st.m.upstreamError(kind)
-	s.log.Warn().Err(err).Str("upstream", st.up.label).Str("site", st.name).Str("uri", r.RequestURI).Msg("upstream " + kind)
+	s.log.Warn().Err(err).Str("upstream", st.up.String()).Str("site", st.name).Str("uri", r.RequestURI).Msg("upstream " + kind)
 	writeStatusPage(w, r, code)
 }
 
 // writeRequest sends the request head and body.
-func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string, body io.Reader) error {
-	bw := c.bw
+func (s *Server) writeRequest(c *h1.UpConn, r *http.Request, client, upgrade string, body io.Reader) error {
+	bw := c.Writer()
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' || r.ProtoMajor != 1 {
 		// HTTP/2, or an absolute-form target ("GET http://x/p"): the
@@ -371,7 +352,7 @@ func (s *Server) writeRequest(c *upConn, r *http.Request, client, upgrade string
 		if forwardedHeaders[k] && (!trusted || k != "X-Forwarded-Proto" && k != "X-Forwarded-Host" && k != "Forwarded") {
 			continue
 		}
-		if conn != nil && connectionListed(conn, k) {
+		if conn != nil && h1.ConnectionListed(conn, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -471,54 +452,13 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // tunnel hands a 101 response to the client and copies both ways until one
 // side closes (websockets).
-func (s *Server) tunnel(w *recorder, r *http.Request, c *upConn, resp *upResponse) {
+func (s *Server) tunnel(w *recorder, r *http.Request, c *h1.UpConn) {
 	cc, brw, err := http.NewResponseController(w.w).Hijack()
 	if err != nil {
-		c.close()
+		c.Close()
 		writeStatusPage(w, r, http.StatusInternalServerError)
 		return
 	}
 	w.status = http.StatusSwitchingProtocols
-	c.client = nil
-	c.unwatch()
-	_ = cc.SetDeadline(time.Time{})
-	_ = c.nc.SetDeadline(time.Time{})
-	// From here the upstream connection is a plain pipe: no timeouts.
-	up := c.nc
-	ubr := c.br
-	head := bufio.NewWriter(cc)
-	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	for _, h := range resp.raw {
-		if h.k == "Server" || h.k == "Date" {
-			continue
-		}
-		head.WriteString(h.k)
-		head.WriteString(": ")
-		head.WriteString(h.v)
-		head.WriteString("\r\n")
-	}
-	head.WriteString("Server: onebox\r\n\r\n")
-	if err := head.Flush(); err != nil {
-		cc.Close()
-		up.Close()
-		c.release()
-		return
-	}
-	// Either side closing ends the tunnel: the other copy is unblocked by
-	// closing both connections.
-	done := make(chan int64, 2)
-	go func() {
-		// client → upstream, starting with what the server had buffered
-		_, _ = io.Copy(up, io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), cc))
-		done <- 0
-	}()
-	go func() {
-		n, _ := io.Copy(cc, io.MultiReader(io.LimitReader(ubr, int64(ubr.Buffered())), up))
-		done <- n
-	}()
-	w.bytes += <-done
-	cc.Close()
-	up.Close()
-	w.bytes += <-done
-	c.release()
+	w.bytes += c.Tunnel(cc, brw.Reader)
 }

@@ -255,7 +255,7 @@ func TestStartupWait(t *testing.T) {
 		done <- result{resp.StatusCode, string(b)}
 	}()
 	// Wait until the proxy has failed to connect at least once.
-	for deadline := time.Now().Add(5 * time.Second); s.upstreams[0].dialFailures.Load() == 0; {
+	for deadline := time.Now().Add(5 * time.Second); s.upstreams[0].DialFailures() == 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("the proxy never tried the upstream")
 		}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"onebox/proxy/internal/h1"
 )
 
 // Deps are the proxy's collaborators, given by the composer.
@@ -50,7 +52,7 @@ type Server struct {
 	maxBody   int64
 	access    *accessLog
 	metrics   *metrics
-	upstreams []*upstream
+	upstreams []*h1.Upstream
 
 	cert      atomic.Pointer[tls.Certificate]
 	tlsPort   string
@@ -65,7 +67,7 @@ type Server struct {
 }
 
 // httpServer is what Serve drains at the end: net/http's server for TLS
-// and h1Server for plain HTTP.
+// and h1.Server for plain HTTP.
 type httpServer interface {
 	Shutdown(context.Context) error
 	Close() error
@@ -79,7 +81,7 @@ type site struct {
 	index   []string
 	try     tryFiles
 	aliases []siteAlias
-	up      *upstream // nil: @app answers 404
+	up      *h1.Upstream // nil: @app answers 404
 	m       *siteMetrics
 }
 
@@ -102,8 +104,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.trusted = append(s.trusted, pf)
 	}
 	s.metrics = newMetrics(deps.Metrics)
-	ups := map[string]*upstream{}
-	getUp := func(target string) (*upstream, error) {
+	ups := map[string]*h1.Upstream{}
+	getUp := func(target string) (*h1.Upstream, error) {
 		if u, ok := ups[target]; ok {
 			return u, nil
 		}
@@ -111,7 +113,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse upstream %q: %w", target, err)
 		}
-		u := newUpstream(network, addr, cfg, s)
+		u := h1.NewUpstream(network, addr, h1.UpstreamOptions{
+			Connect: cfg.ConnectTimeout, Read: cfg.ReadTimeout, Send: cfg.SendTimeout, Started: s.started,
+		})
 		ups[target] = u
 		s.upstreams = append(s.upstreams, u)
 		return u, nil
@@ -230,7 +234,7 @@ func (s *Server) Status() any {
 		st.Sites = append(st.Sites, x.name)
 	}
 	for _, u := range s.upstreams {
-		st.Upstreams = append(st.Upstreams, upStatus{Address: u.String(), Idle: len(u.idle)})
+		st.Upstreams = append(st.Upstreams, upStatus{Address: u.String(), Idle: u.Idle()})
 	}
 	return st
 }
@@ -264,6 +268,15 @@ func (s *Server) LameDuck() {
 	}
 }
 
+// started is when Serve began (zero before), for the upstreams' start-up
+// retries.
+func (s *Server) started() time.Time {
+	if ns := s.startedAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Ready is closed once the listeners are bound: the supervisor reports the box
 // ready only then, never while a connection would still be refused.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
@@ -283,8 +296,9 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	if s.cfg.TLSRedirect && tlsLn != nil {
 		handler = http.HandlerFunc(s.redirectTLS)
 	}
-	plain := newH1Server(handler, s.log)
-	plain.refused = s.logRefused
+	plain := h1.NewServer(handler, s.log)
+	plain.Refused = s.logRefused
+	plain.Pages = statusPages
 	s.mu.Lock()
 	s.servers = append(s.servers, plain)
 	s.mu.Unlock()
@@ -335,7 +349,7 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 		}
 	}
 	for _, u := range s.upstreams {
-		u.closeIdle()
+		u.CloseIdle()
 	}
 	if ctx.Err() != nil && runErr == nil {
 		s.log.Info().Msg("proxy stopped")
@@ -350,20 +364,14 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 // Request hygiene (nginx's client_header_timeout, keepalive_timeout,
 // large_client_header_buffers): the body timeout is applied per read in
 // the proxy.
-const (
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 75 * time.Second
-	maxHeaderBytes    = 32 << 10
-	bodyReadTimeout   = 60 * time.Second
-	clientSendTimeout = 60 * time.Second // nginx's send_timeout
-)
+const bodyReadTimeout = 60 * time.Second
 
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: h1.ReadHeaderTimeout,
+		IdleTimeout:       h1.IdleTimeout,
+		MaxHeaderBytes:    h1.MaxHeaderBytes,
 		ErrorLog:          log.New(zerologWriter{s.log}, "", 0),
 	}
 }

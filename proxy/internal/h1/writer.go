@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -11,13 +11,13 @@ import (
 	"time"
 )
 
-// h1Writer is the http.ResponseWriter of the plain-HTTP listener. It frames
+// writer is the http.ResponseWriter of the plain-HTTP listener. It frames
 // the body as net/http would: the handler's Content-Length when it set one,
 // else chunked on HTTP/1.1 and until close on HTTP/1.0; no body for HEAD,
 // 1xx, 204 and 304. The head goes out with the first body byte, a Flush, or
 // when the handler returns.
-type h1Writer struct {
-	c      *h1Conn
+type writer struct {
+	c      *conn
 	req    *http.Request
 	header http.Header
 
@@ -32,9 +32,9 @@ type h1Writer struct {
 	hijacked    bool
 }
 
-func (w *h1Writer) Header() http.Header { return w.header }
+func (w *writer) Header() http.Header { return w.header }
 
-func (w *h1Writer) WriteHeader(code int) {
+func (w *writer) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
 		return
 	}
@@ -59,7 +59,7 @@ func (w *h1Writer) WriteHeader(code int) {
 
 // sendHead puts the status line and headers in the connection's buffer
 // and settles the framing of the body.
-func (w *h1Writer) sendHead() {
+func (w *writer) sendHead() {
 	if w.headSent {
 		return
 	}
@@ -81,7 +81,7 @@ func (w *h1Writer) sendHead() {
 	}
 	delete(h, "Transfer-Encoding")
 	if conn := h["Connection"]; conn != nil {
-		if connectionListed(conn, "close") {
+		if ConnectionListed(conn, "close") {
 			w.closeAfter = true
 		}
 		delete(h, "Connection")
@@ -121,7 +121,7 @@ func (w *h1Writer) sendHead() {
 	bw.WriteString("\r\n")
 }
 
-func (w *h1Writer) writeStatusLine(code int) {
+func (w *writer) writeStatusLine(code int) {
 	bw := w.c.bw
 	if line, ok := statusLines[code]; ok {
 		bw.WriteString(line)
@@ -144,7 +144,7 @@ var statusLines = func() map[int]string {
 	return m
 }()
 
-func (w *h1Writer) writeHeaderLines() {
+func (w *writer) writeHeaderLines() {
 	for k, vv := range w.header {
 		if !isTrailerKey(k) {
 			writeField(w.c.bw, k, vv)
@@ -190,7 +190,7 @@ func writeHeaderValue(bw *bufio.Writer, v string) {
 	bw.WriteString(v)
 }
 
-func (w *h1Writer) Write(p []byte) (int, error) {
+func (w *writer) Write(p []byte) (int, error) {
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
@@ -234,7 +234,7 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 
 // ReadFrom sends a file with sendfile(2) when the body has a known length
 // (static files); anything else goes through Write.
-func (w *h1Writer) ReadFrom(src io.Reader) (int64, error) {
+func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
@@ -265,7 +265,7 @@ func (w *h1Writer) ReadFrom(src io.Reader) (int64, error) {
 type writerOnly struct{ io.Writer }
 
 // Flush sends what is buffered (streamed responses, server-sent events).
-func (w *h1Writer) Flush() {
+func (w *writer) Flush() {
 	if w.hijacked {
 		return
 	}
@@ -276,7 +276,7 @@ func (w *h1Writer) Flush() {
 }
 
 // FlushError is Flush for http.ResponseController.
-func (w *h1Writer) FlushError() error {
+func (w *writer) FlushError() error {
 	if w.hijacked {
 		return http.ErrHijacked
 	}
@@ -291,7 +291,7 @@ func (w *h1Writer) FlushError() error {
 // Hijack hands the connection over (websockets). What is buffered for
 // writing is sent first; the returned reader holds what the client sent
 // past the request.
-func (w *h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
@@ -306,17 +306,17 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController (the
 // per-read body timeout).
-func (w *h1Writer) SetReadDeadline(t time.Time) error {
+func (w *writer) SetReadDeadline(t time.Time) error {
 	w.c.readDL = t
 	return w.c.nc.SetReadDeadline(t)
 }
 
-func (w *h1Writer) SetWriteDeadline(t time.Time) error { return w.c.raw.setHandlerDeadline(t) }
+func (w *writer) SetWriteDeadline(t time.Time) error { return w.c.raw.setHandlerDeadline(t) }
 
 // finish completes the response once the handler has returned: the head
 // if none went out, the last chunk and trailers, and the decision whether
 // the connection can carry another request.
-func (w *h1Writer) finish() {
+func (w *writer) finish() {
 	if w.hijacked {
 		return
 	}
@@ -342,7 +342,7 @@ func (w *h1Writer) finish() {
 
 // noBodyFor reports, before the head is sent, whether the response will
 // have no body.
-func (w *h1Writer) noBodyFor() bool {
+func (w *writer) noBodyFor() bool {
 	code := w.status
 	if !w.wroteHeader {
 		code = http.StatusOK
@@ -350,7 +350,7 @@ func (w *h1Writer) noBodyFor() bool {
 	return w.req.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
 }
 
-func (w *h1Writer) hasTrailers() bool {
+func (w *writer) hasTrailers() bool {
 	for k := range w.header {
 		if isTrailerKey(k) {
 			return true
@@ -379,3 +379,12 @@ type cachedDate struct {
 }
 
 var dateCache atomic.Pointer[cachedDate]
+
+// ClientConn returns the client connection under a ResponseWriter of this
+// package's Server, or nil for any other writer (net/http's, on TLS).
+func ClientConn(w http.ResponseWriter) net.Conn {
+	if hw, ok := w.(*writer); ok {
+		return hw.c.nc
+	}
+	return nil
+}

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -19,9 +19,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// h1Server serves the plain-HTTP listener: HTTP/1.0 and HTTP/1.1 with
+// Server serves the plain-HTTP listener: HTTP/1.0 and HTTP/1.1 with
 // keep-alive, one goroutine per connection, requests parsed by
-// parseRequest and answered through h1Writer. TLS (and with it HTTP/2)
+// parseRequest and answered through writer. TLS (and with it HTTP/2)
 // stays on net/http's server.
 //
 // Why not net/http here too: on a proxied request its HTTP/1 server costs
@@ -33,25 +33,28 @@ import (
 // where the same proxy on this loop reached 0.75× (README, docs/proxy.md).
 // What it does instead of the background read: a client that disconnects
 // while the upstream works is found by a peek each second that an
-// upstream read waits (upConn.Read), and otherwise when its response is
+// upstream read waits (UpConn.Read), and otherwise when its response is
 // written; the request's context is the connection's.
-type h1Server struct {
+type Server struct {
 	handler      http.Handler
 	log          zerolog.Logger
 	shuttingDown atomic.Bool
-	// refused, when set, hears of each request refused before the
+	// Refused, when set, hears of each request refused before the
 	// handler (for the access log and metrics): the peer, the request
 	// line as received (cut to 2 KiB), the status and the bytes sent.
-	refused func(remote, line string, status int, bytes int64)
+	Refused func(remote, line string, status int, bytes int64)
+	// Pages are the bodies of the answers to refused requests, by
+	// status; a status without one gets a line of text.
+	Pages map[int][]byte
 
 	mu      sync.Mutex
 	lns     []net.Listener
-	conns   map[*h1Conn]struct{} // not hijacked
-	tunnels map[*h1Conn]struct{} // hijacked (websockets)
+	conns   map[*conn]struct{} // not hijacked
+	tunnels map[*conn]struct{} // hijacked (websockets)
 }
 
-func newH1Server(h http.Handler, log zerolog.Logger) *h1Server {
-	return &h1Server{handler: h, log: log, conns: map[*h1Conn]struct{}{}, tunnels: map[*h1Conn]struct{}{}}
+func NewServer(h http.Handler, log zerolog.Logger) *Server {
+	return &Server{handler: h, log: log, conns: map[*conn]struct{}{}, tunnels: map[*conn]struct{}{}}
 }
 
 // Connection states, for Shutdown: an idle connection (waiting for the
@@ -65,13 +68,9 @@ const (
 	stateClosed
 )
 
-// newConnGrace is how long Shutdown lets a connection accepted just before
-// it send its first request (net/http's figure).
-const newConnGrace = 5 * time.Second
-
 // Serve accepts connections until Shutdown or Close, then returns
 // http.ErrServerClosed; any other accept failure is returned.
-func (s *h1Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.shuttingDown.Load() {
 		s.mu.Unlock()
@@ -98,7 +97,7 @@ func (s *h1Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		c := newH1Conn(s, nc)
+		c := newConn(s, nc)
 		if !s.track(c) {
 			nc.Close()
 			return http.ErrServerClosed
@@ -116,7 +115,7 @@ func isTemporaryAccept(err error) bool {
 	return false
 }
 
-func (s *h1Server) track(c *h1Conn) bool {
+func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shuttingDown.Load() {
@@ -126,7 +125,7 @@ func (s *h1Server) track(c *h1Conn) bool {
 	return true
 }
 
-func (s *h1Server) untrack(c *h1Conn) {
+func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	delete(s.tunnels, c)
@@ -135,7 +134,7 @@ func (s *h1Server) untrack(c *h1Conn) {
 
 // hijacked moves a connection to the tunnels: Shutdown does not wait for
 // them, it closes them once the ordinary connections are done.
-func (s *h1Server) hijacked(c *h1Conn) {
+func (s *Server) hijacked(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.tunnels[c] = struct{}{}
@@ -143,7 +142,7 @@ func (s *h1Server) hijacked(c *h1Conn) {
 }
 
 // closeListeners marks the server as shutting down and stops accepting.
-func (s *h1Server) closeListeners() {
+func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.shuttingDown.Store(true)
@@ -158,7 +157,7 @@ func (s *h1Server) closeListeners() {
 // still to be sent) and returns once none is left or ctx ends. Hijacked
 // connections (websockets) are not waited for: they are closed once the
 // others are done, as the process is about to exit.
-func (s *h1Server) Shutdown(ctx context.Context) error {
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -177,7 +176,7 @@ func (s *h1Server) Shutdown(ctx context.Context) error {
 
 // closeIdle closes the idle connections, and new ones past their grace,
 // and returns how many are left.
-func (s *h1Server) closeIdle() int {
+func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
@@ -189,7 +188,7 @@ func (s *h1Server) closeIdle() int {
 	return len(s.conns)
 }
 
-func (s *h1Server) closeTunnels() {
+func (s *Server) closeTunnels() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.tunnels {
@@ -198,7 +197,7 @@ func (s *h1Server) closeTunnels() {
 }
 
 // Close closes the listeners and every connection at once.
-func (s *h1Server) Close() error {
+func (s *Server) Close() error {
 	s.closeListeners()
 	s.closeTunnels()
 	s.mu.Lock()
@@ -211,15 +210,10 @@ func (s *h1Server) Close() error {
 	return nil
 }
 
-// maxDiscard is how much of a request body the handler left unread is
-// read and dropped to keep the connection (net/http's figure); a larger
-// rest closes it.
-const maxDiscard = 256 << 10
-
-// h1Conn is one client connection and the request state it reuses: the
+// conn is one client connection and the request state it reuses: the
 // request, its URL and header map, and the response writer.
-type h1Conn struct {
-	srv      *h1Server
+type conn struct {
+	srv      *Server
 	nc       net.Conn
 	raw      *connIO
 	br       *bufio.Reader
@@ -242,7 +236,7 @@ type h1Conn struct {
 	respHdr http.Header
 	vals    []string
 	head    []byte
-	w       h1Writer
+	w       writer
 }
 
 var (
@@ -250,8 +244,8 @@ var (
 	connWriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
-func newH1Conn(s *h1Server, nc net.Conn) *h1Conn {
-	c := &h1Conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), accepted: time.Now(), header: http.Header{}, respHdr: http.Header{}}
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), accepted: time.Now(), header: http.Header{}, respHdr: http.Header{}}
 	c.state.Store(stateNew)
 	c.raw = &connIO{nc: nc}
 	c.br = connReaderPool.Get().(*bufio.Reader)
@@ -263,7 +257,7 @@ func newH1Conn(s *h1Server, nc net.Conn) *h1Conn {
 	return c
 }
 
-func (c *h1Conn) serve() {
+func (c *conn) serve() {
 	defer func() {
 		if p := recover(); p != nil && p != http.ErrAbortHandler {
 			c.srv.log.Error().Str("client", c.remote).Interface("panic", p).Str("stack", string(debug.Stack())).Msg("panic serving a request")
@@ -289,12 +283,12 @@ func (c *h1Conn) serve() {
 // waitRequest waits, idle, for the first byte of the next request, within
 // the idle timeout (the header timeout before the first request, as
 // net/http counts it from accept); false means the connection is done.
-func (c *h1Conn) waitRequest() bool {
+func (c *conn) waitRequest() bool {
 	if c.br.Buffered() == 0 {
 		if c.served == 0 {
-			c.setReadDeadline(c.accepted.Add(readHeaderTimeout))
-		} else if now := time.Now(); needsRefresh(c.readDL, now, idleTimeout) {
-			c.setReadDeadline(now.Add(idleTimeout))
+			c.setReadDeadline(c.accepted.Add(ReadHeaderTimeout))
+		} else if now := time.Now(); needsRefresh(c.readDL, now, IdleTimeout) {
+			c.setReadDeadline(now.Add(IdleTimeout))
 		}
 		if c.served > 0 {
 			c.state.Store(stateIdle)
@@ -310,20 +304,20 @@ func (c *h1Conn) waitRequest() bool {
 		c.state.Load() == stateActive
 }
 
-func (c *h1Conn) setReadDeadline(t time.Time) {
+func (c *conn) setReadDeadline(t time.Time) {
 	c.readDL = t
 	_ = c.nc.SetReadDeadline(t)
 }
 
 // serveRequest reads one request, runs the handler and finishes the
 // response; false means the connection is to be closed.
-func (c *h1Conn) serveRequest() bool {
+func (c *conn) serveRequest() bool {
 	if c.served > 0 && !headBuffered(c.br) {
 		// The head is still arriving: bound the wait for the rest (the
 		// first request's bound counts from accept, set by waitRequest).
-		c.setReadDeadline(time.Now().Add(readHeaderTimeout))
+		c.setReadDeadline(time.Now().Add(ReadHeaderTimeout))
 	}
-	head, err := readHead(c.br, c.head, maxHeaderBytes)
+	head, err := readHead(c.br, c.head, MaxHeaderBytes)
 	c.head = head[:0]
 	if cap(c.head) > 4<<10 {
 		c.head = nil // a rare large head: do not keep its buffer for the connection's life
@@ -347,8 +341,8 @@ func (c *h1Conn) serveRequest() bool {
 	c.body, _ = r.Body.(*requestBody)
 	c.served++
 	if ex := r.Header["Expect"]; ex != nil {
-		if len(ex) != 1 || !tokenEqual(ex[0], "100-continue") {
-			c.reject(&requestError{http.StatusExpectationFailed, "unsupported Expect"}, head)
+		if len(ex) != 1 || !TokenEqual(ex[0], "100-continue") {
+			c.reject(&RequestError{http.StatusExpectationFailed, "unsupported Expect"}, head)
 			return false
 		}
 		if c.body != nil && r.ProtoMinor > 0 { // HTTP/1.0 has no 100 Continue: ignored (RFC 9110 §10.1.1)
@@ -356,7 +350,7 @@ func (c *h1Conn) serveRequest() bool {
 		}
 	}
 	w := &c.w
-	*w = h1Writer{c: c, req: r, header: c.respHdr}
+	*w = writer{c: c, req: r, header: c.respHdr}
 	c.srv.handler.ServeHTTP(w, r)
 	if c.hijacked {
 		return false
@@ -375,7 +369,7 @@ func (c *h1Conn) serveRequest() bool {
 // endRequest drops what the request held, so an idle connection keeps no
 // head, URL or header strings, and its maps no table grown by an unusual
 // request.
-func (c *h1Conn) endRequest() {
+func (c *conn) endRequest() {
 	if c.hijacked {
 		return
 	}
@@ -388,7 +382,7 @@ func (c *h1Conn) endRequest() {
 	}
 	clear(c.vals[:cap(c.vals)])
 	c.raw.endRequest()
-	c.req, c.url, c.body, c.w = http.Request{}, url.URL{}, nil, h1Writer{}
+	c.req, c.url, c.body, c.w = http.Request{}, url.URL{}, nil, writer{}
 }
 
 // headBuffered reports whether the reader already holds a whole request
@@ -402,7 +396,7 @@ func headBuffered(br *bufio.Reader) bool {
 // bodyDone reports whether the request body is read to its end, reading
 // and dropping a small unread rest; false means the next request cannot be
 // found and the connection must close.
-func (c *h1Conn) bodyDone() bool {
+func (c *conn) bodyDone() bool {
 	rb := c.body // the body as parsed, whatever the handler put in r.Body
 	if rb == nil || rb.eof {
 		return true
@@ -410,21 +404,17 @@ func (c *h1Conn) bodyDone() bool {
 	if rb.skipped() {
 		return false
 	}
-	c.setReadDeadline(time.Now().Add(readHeaderTimeout))
+	c.setReadDeadline(time.Now().Add(ReadHeaderTimeout))
 	_, _ = io.CopyN(io.Discard, rb, maxDiscard+1)
 	return rb.eof
 }
-
-// lingerTimeout bounds the reading of what a client still sends after the
-// last response, before the connection is closed.
-const lingerTimeout = time.Second
 
 // lingerClose closes the connection. When the client may still be sending
 // (a refused request, an unread body), it first ends the writing side and
 // reads what arrives for a moment, so that the response is not destroyed
 // by the reset a close with unread data sends (nginx's lingering_close,
 // net/http's closeWriteAndWait).
-func (c *h1Conn) lingerClose() {
+func (c *conn) lingerClose() {
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.linger && cw.CloseWrite() == nil {
 		_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
 		_, _ = io.Copy(io.Discard, c.nc) // until the client's EOF or the deadline
@@ -433,7 +423,7 @@ func (c *h1Conn) lingerClose() {
 }
 
 // send100 tells a client that waits with its body to send it.
-func (c *h1Conn) send100() {
+func (c *conn) send100() {
 	if c.w.headSent || c.w.wroteHeader {
 		return // the answer is already decided: no invitation to send
 	}
@@ -443,15 +433,15 @@ func (c *h1Conn) send100() {
 
 // reject answers a request that could not be read with a small page and
 // "Connection: close"; a connection that simply ended gets nothing.
-func (c *h1Conn) reject(err error, head []byte) {
+func (c *conn) reject(err error, head []byte) {
 	c.linger = true
 	code := 0
-	var re *requestError
+	var re *RequestError
 	switch {
 	case errors.As(err, &re):
-		code = re.status
+		code = re.Status
 		c.srv.log.Debug().Str("client", c.remote).Err(err).Msg("request refused")
-	case isTimeout(err) && len(head) > 0:
+	case IsTimeout(err) && len(head) > 0:
 		// Part of a head, then silence; a connection that never sent a
 		// byte is closed without a word (browsers' preconnects).
 		code = http.StatusRequestTimeout
@@ -459,7 +449,7 @@ func (c *h1Conn) reject(err error, head []byte) {
 	if code == 0 {
 		return
 	}
-	page, ok := statusPages[code]
+	page, ok := c.srv.Pages[code]
 	if !ok {
 		page = []byte(strconv.Itoa(code) + " " + http.StatusText(code) + "\n")
 	}
@@ -475,17 +465,17 @@ func (c *h1Conn) reject(err error, head []byte) {
 	bw.WriteString("\r\nConnection: close\r\n\r\n")
 	bw.Write(page)
 	_ = c.bw.Flush()
-	if c.srv.refused != nil {
+	if c.srv.Refused != nil {
 		line, _, _ := bytes.Cut(head, []byte("\n"))
 		line = bytes.TrimSuffix(line[:min(len(line), 2<<10)], []byte("\r"))
-		c.srv.refused(c.remote, string(line), code, int64(len(page)))
+		c.srv.Refused(c.remote, string(line), code, int64(len(page)))
 	}
 }
 
 // connIO is the writing side of a client connection under its bufio
-// writer. A write fails after clientSendTimeout without progress (nginx's
+// writer. A write fails after SendTimeout without progress (nginx's
 // send_timeout: between two successful writes, not for the whole
-// response); the deadline is moved lazily, as upConn's are, and a write
+// response); the deadline is moved lazily, as UpConn's are, and a write
 // that timed out after sending something goes on with a new one. A
 // deadline the handler set (http.ResponseController) is kept as it is
 // until the next request.
@@ -501,13 +491,13 @@ func (x *connIO) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for {
-		if now := time.Now(); needsRefresh(x.writeDL, now, clientSendTimeout) {
-			x.writeDL = now.Add(clientSendTimeout)
+		if now := time.Now(); needsRefresh(x.writeDL, now, SendTimeout) {
+			x.writeDL = now.Add(SendTimeout)
 			_ = x.nc.SetWriteDeadline(x.writeDL)
 		}
 		n, err := x.nc.Write(p[written:])
 		written += n
-		if err == nil || n == 0 || !isTimeout(err) {
+		if err == nil || n == 0 || !IsTimeout(err) {
 			return written, err
 		}
 		x.writeDL = time.Time{} // a slow reader, not a stalled one
@@ -540,14 +530,14 @@ func (x *connIO) sendFile(src io.Reader, n int64) (int64, error) {
 	var err error
 	for n > 0 {
 		if !x.fixed {
-			x.writeDL = time.Now().Add(clientSendTimeout)
+			x.writeDL = time.Now().Add(SendTimeout)
 			_ = x.nc.SetWriteDeadline(x.writeDL)
 		}
 		var m int64
 		m, err = io.Copy(x.nc, &io.LimitedReader{R: f, N: n})
 		total += m
 		n -= m
-		if err != nil && m > 0 && !x.fixed && isTimeout(err) {
+		if err != nil && m > 0 && !x.fixed && IsTimeout(err) {
 			continue // progress: a slow reader
 		}
 		if err == nil && n > 0 {

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -51,20 +51,20 @@ func TestReadResponse(t *testing.T) {
 			if m == "" {
 				m = "GET"
 			}
-			r := new(upResponse)
+			r := new(Response)
 			var scratch []byte
 			err := readResponse(br, h, m, r, &scratch)
 			if tt.wantErr {
 				if err == nil {
-					t.Fatalf("no error, status %d", r.status)
+					t.Fatalf("no error, status %d", r.Status)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.status != tt.status || r.close != tt.close {
-				t.Errorf("status %d close %v, want %d %v", r.status, r.close, tt.status, tt.close)
+			if r.Status != tt.status || r.Close != tt.close {
+				t.Errorf("status %d close %v, want %d %v", r.Status, r.Close, tt.status, tt.close)
 			}
 			if !equalHeader(h, tt.header) {
 				t.Errorf("header %v, want %v", h, tt.header)
@@ -73,7 +73,7 @@ func TestReadResponse(t *testing.T) {
 			if err != nil || string(b) != tt.body {
 				t.Errorf("body %q %v, want %q", b, err, tt.body)
 			}
-			if rest, _ := io.ReadAll(br); !r.close && string(rest) != tt.rest {
+			if rest, _ := io.ReadAll(br); !r.Close && string(rest) != tt.rest {
 				t.Errorf("left %q, want %q", rest, tt.rest)
 			}
 		})

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -14,36 +14,44 @@ import (
 
 // The upstream client is our own rather than http.Transport: persistent
 // connections kept in a channel, requests written with bufio, responses read
-// with http.ReadResponse, buffers pooled. Prototyping showed this takes a
+// by ReadResponse, buffers pooled. Prototyping showed this takes a
 // net/http proxy from 0.43× to 0.70–0.78× nginx's throughput (issue 3).
 const (
 	maxIdlePerUpstream = 256
 	idleMaxAge         = 50 * time.Second // under the 60–75 s idle timeouts common upstreams use
-	// startupWait is how long, counted from Run, a refused or failed
-	// connect to the upstream is retried with backoff instead of being
-	// answered with 502: the pool may still be binding its socket.
-	startupWait    = 10 * time.Second
-	bufferSize     = 16 << 10
-	copyBufferSize = 32 << 10
+	// startupWait is how long, counted from UpstreamOptions.Started, a
+	// refused or failed connect to the upstream is retried with backoff
+	// instead of failing: the pool may still be binding its socket.
+	startupWait = 10 * time.Second
+	bufferSize  = 16 << 10
 )
 
-type upstream struct {
+// UpstreamOptions are an upstream's timeouts (nginx's proxy_connect_timeout,
+// proxy_read_timeout and proxy_send_timeout; 0 means none for read and send)
+// and the start-up clock.
+type UpstreamOptions struct {
+	Connect, Read, Send time.Duration
+	// Started returns when the server started serving (zero before): a
+	// connect refused within startupWait of it is retried.
+	Started func() time.Time
+}
+
+// Upstream is one upstream address and its pool of idle connections.
+type Upstream struct {
 	network, addr string
 	label         string
-	srv           *Server
-	connect       time.Duration
-	readTimeout   time.Duration
-	sendTimeout   time.Duration
-	idle          chan *upConn
+	opts          UpstreamOptions
+	idle          chan *UpConn
 	dialer        net.Dialer
 	dialFailures  atomic.Int64 // for /status and the start-up test
 }
 
-func newUpstream(network, addr string, cfg Config, s *Server) *upstream {
-	u := &upstream{
-		network: network, addr: addr, srv: s,
-		connect: cfg.ConnectTimeout, readTimeout: cfg.ReadTimeout, sendTimeout: cfg.SendTimeout,
-		idle: make(chan *upConn, maxIdlePerUpstream),
+// NewUpstream returns the pool of network ("tcp" or "unix") addr; it dials
+// nothing yet.
+func NewUpstream(network, addr string, opts UpstreamOptions) *Upstream {
+	u := &Upstream{
+		network: network, addr: addr, opts: opts,
+		idle: make(chan *UpConn, maxIdlePerUpstream),
 	}
 	u.label = addr
 	if network == "unix" {
@@ -52,25 +60,30 @@ func newUpstream(network, addr string, cfg Config, s *Server) *upstream {
 	return u
 }
 
-func (u *upstream) String() string { return u.label }
+// String is the address as logged: host:port or unix:/path.
+func (u *Upstream) String() string { return u.label }
 
-// upConn is one persistent upstream connection. It is the io.Reader and
+// DialFailures is how many connects have failed so far.
+func (u *Upstream) DialFailures() int64 { return u.dialFailures.Load() }
+
+// UpConn is one persistent upstream connection. It is the io.Reader and
 // io.Writer under its bufio pair, so that every read and write of the
 // socket refreshes its deadline (nginx's proxy_read_timeout and
 // proxy_send_timeout are between two operations, not for the whole
 // response).
-type upConn struct {
+type UpConn struct {
 	nc       net.Conn
 	readDL   time.Time // deadlines currently set on nc
 	rerr     error     // the first read error, returned by every later Read
 	writeDL  time.Time
 	br       *bufio.Reader
 	bw       *bufio.Writer
-	u        *upstream
+	u        *Upstream
 	idleFrom time.Time
 	reused   bool
-	resp     upResponse // the current response head, reused per exchange
-	scratch  []byte     // buffer for reading response heads
+	resp     Response     // the current response head, reused per exchange
+	chunked  *chunkedBody // the current response's body when chunked
+	scratch  []byte       // buffer for reading response heads
 	// client is the plain-HTTP client connection of the current exchange,
 	// or nil. While a read waits on the upstream, it is checked every
 	// clientCheckInterval: a client that went away ends the exchange
@@ -85,9 +98,9 @@ type upConn struct {
 // aLongTimeAgo is a read deadline that fails a read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// watchContext makes the end of ctx (net/http cancels it when the client
+// WatchContext makes the end of ctx (net/http cancels it when the client
 // goes away) fail a pending upstream read at once.
-func (c *upConn) watchContext(ctx context.Context) {
+func (c *UpConn) WatchContext(ctx context.Context) {
 	if ctx.Done() == nil {
 		return // a context that cannot end needs no hook
 	}
@@ -97,7 +110,7 @@ func (c *upConn) watchContext(ctx context.Context) {
 
 // unwatch removes the context hook; false means it ran and the
 // connection's read deadline is no longer the one readDL records.
-func (c *upConn) unwatch() bool {
+func (c *UpConn) unwatch() bool {
 	if c.stopWatch == nil {
 		return true
 	}
@@ -108,21 +121,23 @@ func (c *upConn) unwatch() bool {
 
 const clientCheckInterval = time.Second
 
-// errClientGone ends an upstream read whose client closed its connection.
-var errClientGone = errors.New("client closed the connection")
+// ErrClientGone ends an upstream read whose client closed its connection.
+var ErrClientGone = errors.New("client closed the connection")
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufferSize) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferSize) }}
 )
 
-func (c *upConn) Read(p []byte) (int, error) {
+// Read reads from the upstream with the read timeout, watching the client
+// (WatchClient) while it waits.
+func (c *UpConn) Read(p []byte) (int, error) {
 	if c.rerr != nil {
 		// Sticky: bufio retries a read after returning its error, and a
 		// fresh deadline would make a read timeout fire twice.
 		return 0, c.rerr
 	}
-	t := c.u.readTimeout
+	t := c.u.opts.Read
 	var start time.Time
 	for {
 		now := time.Now()
@@ -151,10 +166,10 @@ func (c *upConn) Read(p []byte) (int, error) {
 			_ = c.nc.SetReadDeadline(c.readDL)
 		}
 		n, err := c.nc.Read(p)
-		if err != nil && n == 0 && c.client != nil && step != t && isTimeout(err) {
+		if err != nil && n == 0 && c.client != nil && step != t && IsTimeout(err) {
 			switch {
 			case clientGone(c.client):
-				err = errClientGone
+				err = ErrClientGone
 			case t <= 0 || time.Since(start) < t:
 				c.readDL = time.Time{} // the upstream is slow, the client still there
 				continue
@@ -197,8 +212,9 @@ func clientGone(nc net.Conn) bool {
 	return gone || err != nil // an error: closed on our side (the drain's end)
 }
 
-func (c *upConn) Write(p []byte) (int, error) {
-	if t := c.u.sendTimeout; t > 0 {
+// Write writes to the upstream with the send timeout.
+func (c *UpConn) Write(p []byte) (int, error) {
+	if t := c.u.opts.Send; t > 0 {
 		if now := time.Now(); needsRefresh(c.writeDL, now, t) {
 			c.writeDL = now.Add(t)
 			_ = c.nc.SetWriteDeadline(c.writeDL)
@@ -219,15 +235,15 @@ func needsRefresh(dl, now time.Time, t time.Duration) bool {
 	return dl.Sub(now) < t-slack
 }
 
-// close drops the connection for good.
-func (c *upConn) close() {
+// Close drops the connection for good.
+func (c *UpConn) Close() {
 	c.unwatch()
 	_ = c.nc.Close()
 	c.release()
 }
 
 // release returns the buffers; the connection must not be used after.
-func (c *upConn) release() {
+func (c *UpConn) release() {
 	if c.br != nil {
 		c.br.Reset(nil)
 		readerPool.Put(c.br)
@@ -240,12 +256,12 @@ func (c *upConn) release() {
 	}
 }
 
-// get returns an idle connection, or dials one. With fresh set it always
+// Get returns an idle connection, or dials one. With fresh set it always
 // dials (the retry after a failed reused connection).
-func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, error) {
+func (u *Upstream) Get(ctx context.Context, fresh bool) (*UpConn, error) {
 	if !fresh {
 		for {
-			var c *upConn
+			var c *UpConn
 			select {
 			case c = <-u.idle:
 			default:
@@ -254,54 +270,57 @@ func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, error) {
 				break
 			}
 			if time.Since(c.idleFrom) > idleMaxAge {
-				c.close()
+				c.Close()
 				continue
 			}
 			c.reused = true
 			return c, nil
 		}
 	}
-	return u.dial(ctx)
+	return u.Dial(ctx)
 }
 
 // put keeps a connection whose exchange finished cleanly.
-func (u *upstream) put(c *upConn) {
+func (u *Upstream) put(c *UpConn) {
 	c.client = nil
 	if !c.unwatch() { // the client left just as the exchange ended
-		c.close()
+		c.Close()
 		return
 	}
 	if c.br.Buffered() > 0 { // the upstream sent more than the response: unusable
-		c.close()
+		c.Close()
 		return
 	}
 	c.idleFrom = time.Now()
 	select {
 	case u.idle <- c:
 	default:
-		c.close()
+		c.Close()
 	}
 }
 
-func (u *upstream) closeIdle() {
+// CloseIdle closes the pooled connections (at shutdown).
+func (u *Upstream) CloseIdle() {
 	for {
 		select {
 		case c := <-u.idle:
-			c.close()
+			c.Close()
 		default:
 			return
 		}
 	}
 }
 
-func (u *upstream) dial(ctx context.Context) (*upConn, error) {
+// Dial connects a new connection, retrying a refused connect during
+// start-up (see UpstreamOptions.Started).
+func (u *Upstream) Dial(ctx context.Context) (*UpConn, error) {
 	backoff := 25 * time.Millisecond
 	for {
-		dctx, cancel := context.WithTimeout(ctx, u.connect)
+		dctx, cancel := context.WithTimeout(ctx, u.opts.Connect)
 		nc, err := u.dialer.DialContext(dctx, u.network, u.addr)
 		cancel()
 		if err == nil {
-			c := &upConn{nc: nc, u: u}
+			c := &UpConn{nc: nc, u: u}
 			c.br = readerPool.Get().(*bufio.Reader)
 			c.br.Reset(c)
 			c.bw = writerPool.Get().(*bufio.Writer)
@@ -311,7 +330,10 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 		u.dialFailures.Add(1)
 		// During start-up the pool may not listen yet: a refused or
 		// missing socket is retried, bounded by startupWait.
-		left := time.Duration(u.srv.startedAt.Load()+int64(startupWait)) - time.Duration(time.Now().UnixNano())
+		var left time.Duration
+		if started := u.opts.Started(); !started.IsZero() {
+			left = time.Until(started.Add(startupWait))
+		}
 		if ctx.Err() != nil || left <= 0 || !(errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)) {
 			return nil, err
 		}
@@ -326,9 +348,9 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 	}
 }
 
-// alive checks, without blocking, that the upstream has not closed an idle
+// Alive checks, without blocking, that the upstream has not closed an idle
 // connection. Used before sending a request that cannot be retried.
-func (c *upConn) alive() bool {
+func (c *UpConn) Alive() bool {
 	if !c.readDL.IsZero() && time.Now().After(c.readDL) {
 		// The last exchange's deadline has passed (it is a second away
 		// while a client is watched): the peek would fail on it.
@@ -359,10 +381,13 @@ func alive(nc net.Conn) bool {
 	return ok
 }
 
-func isTimeout(err error) bool {
+func IsTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// Idle is how many connections wait in the pool.
+func (u *Upstream) Idle() int { return len(u.idle) }

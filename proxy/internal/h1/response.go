@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -13,25 +13,27 @@ import (
 	"strings"
 )
 
-// upResponse is an upstream response head, read by readResponse. The
+// Response is an upstream response head, read by UpConn.ReadResponse. The
 // headers the client may see are already in the client's header map.
-type upResponse struct {
-	status        int
-	contentLength int64 // -1: unknown (chunked or until close)
-	chunked       bool
-	close         bool   // the connection cannot be reused after this response
-	upgrade       string // Upgrade header of a 101
-	raw           []hdr  // every header as received, for a 101 hand-over
-	hasEncoding   bool   // Content-Encoding present
-	hasRange      bool   // Content-Range present
-	noTransform   bool   // Cache-Control: no-transform
-	contentType   string
+type Response struct {
+	Status        int
+	ContentLength int64 // -1: unknown (chunked or until close)
+	Chunked       bool
+	Close         bool    // the connection cannot be reused after this response
+	Upgrade       string  // Upgrade header of a 101
+	Raw           []Field // every header as received, for a 101 hand-over
+	HasEncoding   bool    // Content-Encoding present
+	HasRange      bool    // Content-Range present
+	NoTransform   bool    // Cache-Control: no-transform
+	ContentType   string
 	lb            lengthBody // the body reader for Content-Length bodies, kept here to save an allocation
 }
 
-type hdr struct{ k, v string }
+// Field is one header or trailer field as received.
+type Field struct{ Name, Value string }
 
-var errBadResponse = errors.New("malformed upstream response")
+// ErrBadResponse is an upstream response that cannot be read as HTTP/1.
+var ErrBadResponse = errors.New("malformed upstream response")
 
 // readResponse reads the upstream's status line and headers from br
 // straight into dst, the client's header map, dropping hop-by-hop headers,
@@ -40,18 +42,18 @@ var errBadResponse = errors.New("malformed upstream response")
 // head becomes one string and the values one slice, so a response costs
 // two allocations instead of about fifteen. 1xx responses other than 101
 // are skipped.
-func readResponse(br *bufio.Reader, dst http.Header, method string, r *upResponse, scratch *[]byte) error {
+func readResponse(br *bufio.Reader, dst http.Header, method string, r *Response, scratch *[]byte) error {
 	for interim := 0; ; interim++ {
 		// Skip interim responses (100 Continue, 103 Early Hints) whole,
 		// a few of them, as net/http does.
 		if interim > 5 {
-			return errBadResponse
+			return ErrBadResponse
 		}
 		if p, err := br.Peek(13); err == nil && bytes.HasPrefix(p, []byte("HTTP/1.")) && p[9] == '1' && string(p[9:12]) != "101" {
 			for {
 				line, err := br.ReadSlice('\n')
 				if err != nil {
-					return fmt.Errorf("%w: %w", errBadResponse, err)
+					return fmt.Errorf("%w: %w", ErrBadResponse, err)
 				}
 				if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && !bytes.HasPrefix(line, []byte("HTTP")) {
 					break
@@ -63,7 +65,7 @@ func readResponse(br *bufio.Reader, dst http.Header, method string, r *upRespons
 	}
 }
 
-func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upResponse, scratch *[]byte) error {
+func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Response, scratch *[]byte) error {
 	// Collect the head into the connection's scratch buffer.
 	head := (*scratch)[:0]
 	defer func() { *scratch = head[:0] }()
@@ -72,43 +74,43 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 		line, err := br.ReadSlice('\n')
 		if err != nil {
 			if err == bufio.ErrBufferFull {
-				return errBadResponse
+				return ErrBadResponse
 			}
 			if len(head) == 0 && len(line) == 0 {
 				return err // nothing at all: a closed pooled connection (retryable)
 			}
 			// Keep the cause: a timeout is 504, a departed client 499.
-			return fmt.Errorf("%w: %w", errBadResponse, err)
+			return fmt.Errorf("%w: %w", ErrBadResponse, err)
 		}
 		head = append(head, line...)
 		lines++
 		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && lines > 1 {
 			break
 		}
-		if len(head) > maxHeaderBytes*2 {
-			return errBadResponse
+		if len(head) > MaxHeaderBytes*2 {
+			return ErrBadResponse
 		}
 	}
 	s := string(head) // the one string every key and value points into
-	*r = upResponse{contentLength: -1}
+	*r = Response{ContentLength: -1}
 	nl := strings.IndexByte(s, '\n')
 	statusLine := strings.TrimRight(s[:nl], "\r")
 	s = s[nl+1:]
 	proto, rest, ok := strings.Cut(statusLine, " ")
 	if !ok || len(rest) < 3 || (proto != "HTTP/1.1" && proto != "HTTP/1.0") {
-		return errBadResponse
+		return ErrBadResponse
 	}
 	code, err := strconv.Atoi(rest[:3])
 	if err != nil || code < 100 || code > 999 || (len(rest) > 3 && rest[3] != ' ') {
-		return errBadResponse
+		return ErrBadResponse
 	}
-	r.status = code
+	r.Status = code
 	http10 := proto == "HTTP/1.0"
-	r.close = http10
+	r.Close = http10
 
 	vals := make([]string, 0, lines)
 	if code == http.StatusSwitchingProtocols {
-		r.raw = make([]hdr, 0, lines)
+		r.Raw = make([]Field, 0, lines)
 	}
 	var connTokens []string
 	var cl string
@@ -121,15 +123,15 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || !isToken(k) {
-			return errBadResponse // also refuses obsolete line folding
+			return ErrBadResponse // also refuses obsolete line folding
 		}
 		k = canonicalKey(k)
 		v = strings.Trim(v, " \t")
 		if !validHeaderValue(v) {
-			return errBadResponse // a bare CR could split the client's response
+			return ErrBadResponse // a bare CR could split the client's response
 		}
-		if r.raw != nil {
-			r.raw = append(r.raw, hdr{k, v})
+		if r.Raw != nil {
+			r.Raw = append(r.Raw, Field{k, v})
 		}
 		switch k {
 		case "Connection":
@@ -138,11 +140,11 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 				t, rest, _ = strings.Cut(rest, ",")
 				t = strings.Trim(t, " \t")
 				switch {
-				case tokenEqual(t, "close"):
-					r.close = true
-				case tokenEqual(t, "keep-alive"):
+				case TokenEqual(t, "close"):
+					r.Close = true
+				case TokenEqual(t, "keep-alive"):
 					if http10 {
-						r.close = false
+						r.Close = false
 					}
 				default:
 					connTokens = append(connTokens, t)
@@ -150,28 +152,28 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 			}
 			continue
 		case "Transfer-Encoding":
-			if !tokenEqual(v, "chunked") {
-				return errBadResponse
+			if !TokenEqual(v, "chunked") {
+				return ErrBadResponse
 			}
-			r.chunked = true
+			r.Chunked = true
 			continue
 		case "Content-Length":
 			if cl != "" && cl != v {
-				return errBadResponse
+				return ErrBadResponse
 			}
 			cl = v
 		case "Upgrade":
-			r.upgrade = v
+			r.Upgrade = v
 			continue
 		case "Content-Encoding":
-			r.hasEncoding = true
+			r.HasEncoding = true
 		case "Content-Range":
-			r.hasRange = true
+			r.HasRange = true
 		case "Content-Type":
-			r.contentType = v
+			r.ContentType = v
 		case "Cache-Control":
 			if strings.Contains(v, "no-transform") {
-				r.noTransform = true
+				r.NoTransform = true
 			}
 		case "Server", "Date", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Proxy-Authenticate":
 			continue
@@ -186,26 +188,26 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *upRes
 	for _, t := range connTokens {
 		delete(dst, canonicalKey(t))
 	}
-	noBody := method == http.MethodHead || r.status < 200 || r.status == http.StatusNoContent || r.status == http.StatusNotModified
+	noBody := method == http.MethodHead || r.Status < 200 || r.Status == http.StatusNoContent || r.Status == http.StatusNotModified
 	switch {
 	case noBody:
-		r.contentLength = 0
-		r.chunked = false
-	case r.chunked:
+		r.ContentLength = 0
+		r.Chunked = false
+	case r.Chunked:
 		delete(dst, "Content-Length")
 		if cl != "" {
 			// Both framings: process the chunked one, as RFC 9112 §6.3
 			// says, and do not reuse a connection that sent this.
-			r.close = true
+			r.Close = true
 		}
 	case cl != "":
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < 0 {
-			return errBadResponse
+			return ErrBadResponse
 		}
-		r.contentLength = n
+		r.ContentLength = n
 	default:
-		r.close = true // the body runs until the upstream closes
+		r.Close = true // the body runs until the upstream closes
 	}
 	return nil
 }
@@ -225,14 +227,14 @@ func canonicalKey(k string) string {
 }
 
 // bodyOf returns a reader of the response body.
-func bodyOf(br *bufio.Reader, r *upResponse) io.Reader {
+func bodyOf(br *bufio.Reader, r *Response) io.Reader {
 	switch {
-	case r.contentLength == 0:
+	case r.ContentLength == 0:
 		return eofReader{}
-	case r.chunked:
+	case r.Chunked:
 		return &chunkedBody{cr: httputil.NewChunkedReader(br), br: br}
-	case r.contentLength > 0:
-		r.lb = lengthBody{br: br, n: r.contentLength}
+	case r.ContentLength > 0:
+		r.lb = lengthBody{br: br, n: r.ContentLength}
 		return &r.lb
 	}
 	return br // until EOF
@@ -268,12 +270,12 @@ func (b *lengthBody) Read(p []byte) (int, error) {
 
 // chunkedBody decodes a chunked body and then reads its trailer section,
 // so the connection is left at the next message. The trailer section is
-// bounded like a head (maxHeaderBytes) and parsed as strictly; bad is
+// bounded like a head (MaxHeaderBytes) and parsed as strictly; bad is
 // the error for a malformed or oversized one.
 type chunkedBody struct {
 	cr      io.Reader
 	br      *bufio.Reader
-	trailer []hdr
+	trailer []Field
 	bad     error
 }
 
@@ -284,14 +286,14 @@ func (b *chunkedBody) Read(p []byte) (int, error) {
 	}
 	bad := b.bad
 	if bad == nil {
-		bad = errBadResponse
+		bad = ErrBadResponse
 	}
 	size := 0
 	for {
 		line, err := b.br.ReadSlice('\n')
 		size += len(line)
 		switch {
-		case err == bufio.ErrBufferFull || size > maxHeaderBytes:
+		case err == bufio.ErrBufferFull || size > MaxHeaderBytes:
 			return n, bad
 		case err != nil:
 			return n, io.ErrUnexpectedEOF
@@ -304,6 +306,6 @@ func (b *chunkedBody) Read(p []byte) (int, error) {
 		if !ok || !isToken(k) || !validHeaderValue(v) {
 			return n, bad
 		}
-		b.trailer = append(b.trailer, hdr{canonicalKey(k), v})
+		b.trailer = append(b.trailer, Field{canonicalKey(k), v})
 	}
 }

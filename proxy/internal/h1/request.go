@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -12,32 +12,32 @@ import (
 )
 
 // The plain-HTTP listener reads requests with this parser rather than
-// net/http's server (h1server.go says why). It is strict where ambiguity
+// net/http's server (Server says why). It is strict where ambiguity
 // would let a request be read two ways (RFC 9112): one Host, one
 // Content-Length value, Transfer-Encoding only as a lone "chunked" on
 // HTTP/1.1, no obsolete line folding, no whitespace before a colon, no
 // control characters in names or values.
 
-// requestError is a request the parser refuses: the status to answer
+// RequestError is a request the parser refuses: the status to answer
 // with, after which the connection is closed.
-type requestError struct {
-	status int
+type RequestError struct {
+	Status int
 	msg    string
 }
 
-func (e *requestError) Error() string { return "bad request: " + e.msg }
+func (e *RequestError) Error() string { return "bad request: " + e.msg }
 
-func badRequest(msg string) error { return &requestError{http.StatusBadRequest, msg} }
+func badRequest(msg string) error { return &RequestError{http.StatusBadRequest, msg} }
 
-// errHeadTooLarge is a request head past maxHeaderBytes.
-var errHeadTooLarge = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request head too large"}
+// errHeadTooLarge is a request head past MaxHeaderBytes.
+var errHeadTooLarge = &RequestError{http.StatusRequestHeaderFieldsTooLarge, "request head too large"}
 
 // errBadTrailer is a request's chunked trailer section that is malformed
 // or larger than a head may be.
 var errBadTrailer = badRequest("malformed or oversized trailer section")
 
-// errURITooLong is a request line past maxHeaderBytes.
-var errURITooLong = &requestError{http.StatusRequestURITooLong, "request line too long"}
+// errURITooLong is a request line past MaxHeaderBytes.
+var errURITooLong = &RequestError{http.StatusRequestURITooLong, "request line too long"}
 
 // maxLeadingEmptyLines is how many empty lines before a request line are
 // skipped (RFC 9112 §2.2 asks for at least one, for clients that end a
@@ -111,7 +111,7 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 			// implement (RFC 9112 §2.3), as nginx and net/http do.
 			r.ProtoMinor, proto = 1, "HTTP/1.1"
 		default:
-			return &requestError{http.StatusHTTPVersionNotSupported, "unsupported protocol version " + proto}
+			return &RequestError{http.StatusHTTPVersionNotSupported, "unsupported protocol version " + proto}
 		}
 	}
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor = method, target, proto, 1
@@ -195,8 +195,8 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 		return badRequest("more than one Transfer-Encoding header")
 	case tes == 1 && r.ProtoMinor == 0:
 		return badRequest("Transfer-Encoding in an HTTP/1.0 request")
-	case tes == 1 && !tokenEqual(te, "chunked"):
-		return &requestError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
+	case tes == 1 && !TokenEqual(te, "chunked"):
+		return &RequestError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
 	case tes == 1:
 		// With a Content-Length too, chunked wins (RFC 9112 §6.3) and the
 		// handler closes the connection after the response.
@@ -263,10 +263,10 @@ func plainTarget(s string) bool {
 
 var pathChar = byteSet("-._~$&+,/:;=@")
 
-// tokenEqual compares a header token (trimmed of spaces and tabs) with
+// TokenEqual compares a header token (trimmed of spaces and tabs) with
 // another, folding ASCII case only: strings.EqualFold would also take
 // "chun\u212Aed" (Kelvin sign) for "chunked", which no other hop would.
-func tokenEqual(s, t string) bool {
+func TokenEqual(s, t string) bool {
 	s = strings.Trim(s, " \t")
 	if len(s) != len(t) {
 		return false
@@ -279,15 +279,27 @@ func tokenEqual(s, t string) bool {
 	return true
 }
 
+// ConnectionListed reports whether name is listed in a Connection header.
+func ConnectionListed(conn []string, name string) bool {
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			if TokenEqual(t, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // wantsClose reads the request's Connection header: HTTP/1.1 keeps the
 // connection unless told "close", HTTP/1.0 closes it unless told
 // "keep-alive".
 func wantsClose(r *http.Request) bool {
 	conn := r.Header["Connection"]
 	if r.ProtoMinor == 0 {
-		return !connectionListed(conn, "keep-alive")
+		return !ConnectionListed(conn, "keep-alive")
 	}
-	return connectionListed(conn, "close")
+	return ConnectionListed(conn, "close")
 }
 
 func nextLine(s string) (line, rest string) {
@@ -391,13 +403,13 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	case err != nil:
 		// The client's fault, not the upstream's: answered 408 or 400
 		// by the proxy, not counted as an upstream error.
-		var re *requestError
+		var re *RequestError
 		switch {
 		case errors.As(err, &re):
-		case isTimeout(err):
-			err = &requestError{http.StatusRequestTimeout, "request body: " + err.Error()}
+		case IsTimeout(err):
+			err = &RequestError{http.StatusRequestTimeout, "request body: " + err.Error()}
 		default:
-			err = &requestError{http.StatusBadRequest, "request body: " + err.Error()}
+			err = &RequestError{http.StatusBadRequest, "request body: " + err.Error()}
 		}
 	}
 	if err != nil {

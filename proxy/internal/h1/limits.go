@@ -1,0 +1,32 @@
+package h1
+
+import "time"
+
+// Request hygiene (nginx's client_header_timeout, keepalive_timeout,
+// large_client_header_buffers, send_timeout). The proxy gives its TLS
+// listener (net/http) the same figures.
+const (
+	// ReadHeaderTimeout bounds the reading of a request head: from accept
+	// for the first request, from its first byte for later ones.
+	ReadHeaderTimeout = 10 * time.Second
+	// IdleTimeout is how long a connection waits for its next request.
+	IdleTimeout = 75 * time.Second
+	// MaxHeaderBytes bounds a request head (and twice it, a response head).
+	MaxHeaderBytes = 32 << 10
+	// SendTimeout fails a write to the client without progress for this
+	// long (between two successful writes, not for the whole response).
+	SendTimeout = 60 * time.Second
+)
+
+// maxDiscard is how much of a request body the handler left unread is
+// read and dropped to keep the connection (net/http's figure); a larger
+// rest closes it.
+const maxDiscard = 256 << 10
+
+// lingerTimeout bounds the reading of what a client still sends after the
+// last response, before the connection is closed.
+const lingerTimeout = time.Second
+
+// newConnGrace is how long Shutdown lets a connection accepted just before
+// it send its first request (net/http's figure).
+const newConnGrace = 5 * time.Second
