@@ -10,18 +10,20 @@ import (
 
 // Config is the worker pool's part of the environment, prefix APP_.
 type Config struct {
-	Command           string        `env:"COMMAND" help:"worker command, split like a shell would (quotes, backslashes), run without a shell; empty runs no pool"`
-	Dir               string        `env:"DIR" help:"working directory of the workers and of APP_PRESTART"`
-	Bind              string        `env:"BIND" envDefault:"unix:/run/onebox/app.sock" help:"the app socket the workers accept on: unix:/path or host:port"`
-	Workers           int           `env:"WORKERS" help:"worker count (alias WEB_CONCURRENCY); 0 = 2 x CPU limit + 1, capped by APP_MAX_WORKERS"`
-	MaxWorkers        int           `env:"MAX_WORKERS" envDefault:"12" help:"cap of the computed default worker count"`
-	Timeout           time.Duration `env:"TIMEOUT" envDefault:"30s" help:"a worker whose heartbeat is older than this is killed (ABRT, then KILL)"`
-	BootTimeout       time.Duration `env:"BOOT_TIMEOUT" envDefault:"5s" help:"a worker that said hello on its heartbeat fd must say ready within this or it failed to boot; one that never writes there counts as booted once it has lived this long, one that exits earlier failed to boot, and a reload waits this long for such workers"`
-	GracefulTimeout   time.Duration `env:"GRACEFUL_TIMEOUT" envDefault:"30s" help:"time a worker has to drain on stop or reload, clamped to ONEBOX_SHUTDOWN_TIMEOUT"`
-	MaxRequests       int           `env:"MAX_REQUESTS" envDefault:"0" help:"recycle a worker after this many requests; 0 = never"`
-	MaxRequestsJitter int           `env:"MAX_REQUESTS_JITTER" envDefault:"0" help:"add up to this many requests at random to APP_MAX_REQUESTS, so workers do not recycle together"`
-	Prestart          string        `env:"PRESTART" help:"command run once after the database gate and before the workers (migrations); non-zero exit stops the container"`
-	PrestartTimeout   time.Duration `env:"PRESTART_TIMEOUT" envDefault:"10m" help:"APP_PRESTART must finish within this, or it is stopped (TERM, then KILL) and the container exits non-zero"`
+	Command           string          `env:"COMMAND" help:"worker command, split like a shell would (quotes, backslashes), run without a shell; empty runs no pool"`
+	Dir               string          `env:"DIR" help:"working directory of the workers and of APP_PRESTART"`
+	Bind              string          `env:"BIND" envDefault:"unix:/run/onebox/app.sock" help:"the app socket the workers accept on: unix:/path or host:port"`
+	Workers           int             `env:"WORKERS" help:"worker count (alias WEB_CONCURRENCY); 0 = 2 x CPU limit + 1, capped by APP_MAX_WORKERS"`
+	MaxWorkers        int             `env:"MAX_WORKERS" envDefault:"12" help:"cap of the computed default worker count"`
+	Timeout           time.Duration   `env:"TIMEOUT" envDefault:"30s" help:"a worker whose heartbeat is older than this is killed (ABRT, then KILL)"`
+	BootTimeout       time.Duration   `env:"BOOT_TIMEOUT" envDefault:"5s" help:"a worker that said hello on its heartbeat fd must say ready within this or it failed to boot; one that never writes there counts as booted once it has lived this long, one that exits earlier failed to boot, and a reload waits this long for such workers"`
+	GracefulTimeout   time.Duration   `env:"GRACEFUL_TIMEOUT" envDefault:"30s" help:"time a worker has to drain on stop or reload, clamped to ONEBOX_SHUTDOWN_TIMEOUT"`
+	MaxRequests       int             `env:"MAX_REQUESTS" envDefault:"0" help:"recycle a worker after this many requests; 0 = never"`
+	MaxRequestsJitter int             `env:"MAX_REQUESTS_JITTER" envDefault:"0" help:"add up to this many requests at random to APP_MAX_REQUESTS, so workers do not recycle together"`
+	Threads           int             `env:"THREADS" envDefault:"1" help:"threads per worker for workers that take them (onebox_worker reads it as ONEBOX_THREADS); 1 = sync: a request that runs longer than APP_TIMEOUT is killed, as gunicorn's sync worker"`
+	MaxWorkerMemory   config.ByteSize `env:"MAX_WORKER_MEMORY" envDefault:"0" help:"recycle a worker whose resident memory (with its child processes) is above this, replacement first (k, m, g suffixes); 0 = never"`
+	Prestart          string          `env:"PRESTART" help:"command run once after the database gate and before the workers (migrations); non-zero exit stops the container"`
+	PrestartTimeout   time.Duration   `env:"PRESTART_TIMEOUT" envDefault:"10m" help:"APP_PRESTART must finish within this, or it is stopped (TERM, then KILL) and the container exits non-zero"`
 }
 
 // Enabled reports whether a pool is configured.
@@ -67,6 +69,13 @@ func (c Config) Validate() config.Problems {
 	}
 	if c.MaxRequests < 0 {
 		ps.Add("MAX_REQUESTS", strconv.Itoa(c.MaxRequests), "0 (never) or a positive number")
+	}
+	if c.Threads < 0 {
+		// 0 is taken as 1: a Config built in code leaves it unset.
+		ps.Add("THREADS", strconv.Itoa(c.Threads), "1 (sync) or more")
+	}
+	if c.MaxWorkerMemory < 0 {
+		ps.Add("MAX_WORKER_MEMORY", c.MaxWorkerMemory.String(), "0 (never) or a size such as 512m")
 	}
 	if c.MaxRequestsJitter < 0 {
 		ps.Add("MAX_REQUESTS_JITTER", strconv.Itoa(c.MaxRequestsJitter), "0 or a positive number")

@@ -88,6 +88,7 @@ type Master struct {
 	maxBootFailures int           // consecutive boot failures that halt the pool
 	reloadTimeout   time.Duration // a new generation must boot within this
 	tailWait        time.Duration // how long an exited worker's stderr may take to reach EOF
+	memEvery        time.Duration // how often worker memory is read
 
 	// Owned by the loop.
 	lf           *os.File
@@ -105,6 +106,7 @@ type Master struct {
 	nextSpawn    time.Time
 	bootFailures int
 	halt         error
+	memAt        time.Time // when worker memory was last read
 
 	mu          sync.Mutex // guards snap to halted
 	snap        Status
@@ -141,6 +143,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 		maxBootFailures: 5,
 		reloadTimeout:   time.Minute,
 		tailWait:        500 * time.Millisecond,
+		memEvery:        memEvery,
 		workers:         make(map[int]*proc),
 		drain:           cfg.GracefulTimeout,
 	}
@@ -276,6 +279,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 		now := time.Now()
 		m.murder(now)
+		m.sampleMemory(now)
 		m.passAt.Store(now.UnixNano())
 		m.manage(now)
 		m.publish(now)

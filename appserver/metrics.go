@@ -18,6 +18,8 @@ type metrics struct {
 	bootFails   prometheus.Counter     // workers that died before booting
 	reloads     *prometheus.CounterVec // by result: ok, failed
 	droppedLogs prometheus.Counter     // worker output lines dropped because logging fell behind
+	memory      *prometheus.GaugeVec   // resident bytes by worker id
+	memRecycles prometheus.Counter     // recycles for APP_MAX_WORKER_MEMORY
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,12 +47,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Graceful reloads by result (ok, failed)."}, []string{"result"}),
 		droppedLogs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "worker_log_lines_dropped_total",
 			Help: "Worker output lines dropped because logging could not keep up."}),
+		memory: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "worker_memory_bytes",
+			Help: "Resident memory of each worker process with its children, read every second."}, []string{"worker"}),
+		memRecycles: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "worker_memory_recycles_total",
+			Help: "Workers recycled for resident memory above APP_MAX_WORKER_MEMORY."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.workers, m.busy, m.idle, m.target, m.spawns, m.exits,
-		m.timeouts, m.recycles, m.bootFails, m.reloads, m.droppedLogs} {
+		m.timeouts, m.recycles, m.bootFails, m.reloads, m.droppedLogs, m.memory, m.memRecycles} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

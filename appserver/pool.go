@@ -51,6 +51,8 @@ type proc struct {
 	lastBeat atomic.Int64 // unix nanoseconds of the last line on fd 4 after hello; 0 = never, or fd 4 closed
 	beat     atomic.Bool  // it ever wrote on fd 4
 	hello    atomic.Bool  // its first line was "hello": it boots on "ready", within APP_BOOT_TIMEOUT
+	sync     atomic.Bool  // it said "hello sync": a request older than APP_TIMEOUT is a hang
+	rss      atomic.Int64 // resident bytes (with its children) at the last sample; 0 = not sampled
 	served   atomic.Int64 // requests served, -1 = not reported
 	inflight atomic.Int64 // requests in flight, -1 = not reported
 	busy     atomic.Pointer[busy]
@@ -146,6 +148,7 @@ func (m *Master) workerCommand(w *proc) *exec.Cmd {
 		worker.EnvMaxRequests+"="+strconv.Itoa(m.cfg.MaxRequests),
 		worker.EnvMaxJitter+"="+strconv.Itoa(m.cfg.MaxRequestsJitter),
 		worker.EnvWorkers+"="+strconv.Itoa(m.target),
+		worker.EnvThreads+"="+strconv.Itoa(max(m.cfg.Threads, 1)),
 	)
 	return cmd
 }
@@ -251,6 +254,11 @@ func (m *Master) heard(w *proc, fields []string, first, booted bool, now time.Ti
 		// APP_TIMEOUT; APP_BOOT_TIMEOUT bounds the wait for "ready".
 		w.hello.Store(true)
 		w.beat.Store(true)
+		for _, flag := range fields[1:] {
+			if flag == worker.HelloSync {
+				w.sync.Store(true)
+			}
+		}
 		return false
 	}
 	w.lastBeat.Store(now.UnixNano())
@@ -386,6 +394,7 @@ func (m *Master) stop(w *proc, reason string) {
 func (m *Master) onExit(ev exitEvent) {
 	w := ev.w
 	delete(m.workers, w.pid)
+	m.met.memory.DeleteLabelValues(strconv.Itoa(w.id))
 	if w.ctl != nil {
 		w.ctl.Close()
 	}
@@ -521,17 +530,26 @@ func (m *Master) murder(now time.Time) {
 		// requests, so a worker streaming a long response (SSE, websocket,
 		// a slow download) still beats and is left alone.
 		silence := now.Sub(time.Unix(0, last))
-		if silence <= m.cfg.Timeout {
+		b := w.busy.Load()
+		// A sync worker's request is judged by the age the worker itself
+		// reported, not extrapolated: a request that ended since the last
+		// beat must not be taken for a hang.
+		slow := w.sync.Load() && b != nil && b.age > m.cfg.Timeout
+		if silence <= m.cfg.Timeout && !slow {
 			continue
 		}
 		ev := m.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("silence", silence.Round(time.Millisecond)).
 			Dur("timeout", m.cfg.Timeout)
-		if b := w.busy.Load(); b != nil {
+		if b != nil {
 			// The request that was in flight when the beats stopped.
 			reqAge := b.age + now.Sub(b.at)
 			ev = ev.Str("request", b.method+" "+b.uri).Dur("request_age", reqAge.Round(time.Millisecond))
 		}
-		ev.Msg("worker timeout: sending SIGABRT, then SIGKILL")
+		if slow && silence <= m.cfg.Timeout {
+			ev.Msg("worker timeout: a request ran longer than APP_TIMEOUT on a sync worker; sending SIGABRT, then SIGKILL")
+		} else {
+			ev.Msg("worker timeout: sending SIGABRT, then SIGKILL")
+		}
 		m.met.timeouts.Inc()
 		w.state = WorkerAborted
 		w.killAt = now.Add(m.abortGrace)

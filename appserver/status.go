@@ -20,13 +20,16 @@ type Status struct {
 // WorkerStatus is one worker process. Requests and InFlight are known only
 // for workers that report them on the heartbeat pipe (the Go side does).
 type WorkerStatus struct {
-	ID         int         `json:"id"`
-	PID        int         `json:"pid"`
-	Generation int         `json:"generation"`
-	AgeSeconds float64     `json:"age_seconds"`
-	Requests   *int64      `json:"requests,omitempty"`
-	InFlight   *int64      `json:"in_flight,omitempty"`
-	State      WorkerState `json:"state"`
+	ID         int     `json:"id"`
+	PID        int     `json:"pid"`
+	Generation int     `json:"generation"`
+	AgeSeconds float64 `json:"age_seconds"`
+	Requests   *int64  `json:"requests,omitempty"`
+	InFlight   *int64  `json:"in_flight,omitempty"`
+	// MemoryBytes is the resident memory of the worker with its child
+	// processes, read every second; absent before the first reading.
+	MemoryBytes *int64      `json:"memory_bytes,omitempty"`
+	State       WorkerState `json:"state"`
 }
 
 // snapWorker is a worker as the loop last saw it.
@@ -51,6 +54,9 @@ func (m *Master) Status() any {
 		}
 		if n := sw.w.inflight.Load(); n >= 0 {
 			st.InFlight = &n
+		}
+		if n := sw.w.rss.Load(); n > 0 {
+			st.MemoryBytes = &n
 		}
 		s.Workers = append(s.Workers, st)
 	}

@@ -10,6 +10,12 @@ package worker
 //
 //	hello [FLAG...]                         once, the first line
 //
+// The one flag so far is "sync" (HelloSync): the worker serves one request
+// at a time, as gunicorn's sync worker, so a request in flight longer than
+// APP_TIMEOUT (the AGE_MS its beat reports) is a hang, and the master kills
+// it as it kills a silent one. Without it only silence is a hang, so a Go
+// worker streaming a response for an hour is left alone.
+//
 // and then counts as booted only on "ready", which must come within
 // APP_BOOT_TIMEOUT: a worker that exits or stays silent until then failed to
 // boot. For a worker that never says hello, any line at all counts as a sign
@@ -44,6 +50,7 @@ const (
 	EnvMaxRequests     = "ONEBOX_MAX_REQUESTS"     // retire after this many requests; 0 = never
 	EnvMaxJitter       = "ONEBOX_MAX_REQUESTS_JITTER"
 	EnvWorkers         = "ONEBOX_WORKERS" // the pool's worker count when this worker was started
+	EnvThreads         = "ONEBOX_THREADS" // APP_THREADS: threads per worker, for workers that take them
 	EnvPort            = "PORT"           // the plain TCP port when run alone, without onebox
 
 	// ListenFD is the first inherited socket (SD_LISTEN_FDS_START).
@@ -58,4 +65,8 @@ const (
 	MsgBeat   = "beat"
 	MsgRetire = "retire"
 	MsgDrain  = "drain"
+
+	// HelloSync is the hello flag of a worker whose requests are bounded
+	// by APP_TIMEOUT (one request at a time: its loop is the request).
+	HelloSync = "sync"
 )
