@@ -12,9 +12,10 @@ import (
 // PROXY_SITE_<NAME>_ and are filled in by the composer.
 type Config struct {
 	Listen            string          `env:"LISTEN" envDefault:":8080" help:"HTTP listener; PORT, when set, replaces its port"`
-	TLSListen         string          `env:"TLS_LISTEN" envDefault:":8443" help:"HTTPS listener, used when PROXY_TLS_CERT_FILE and PROXY_TLS_KEY_FILE are set"`
+	TLSListen         string          `env:"TLS_LISTEN" envDefault:":8443" help:"HTTPS listener, used when PROXY_TLS_CERT_FILE and PROXY_TLS_KEY_FILE or PROXY_ACME_DOMAINS are set"`
 	TLSCertFile       string          `env:"TLS_CERT_FILE" help:"PEM certificate chain; re-read on reload (HUP)"`
 	TLSKeyFile        string          `env:"TLS_KEY_FILE" help:"PEM private key; re-read on reload (HUP)"`
+	ACME              ACMEConfig      `envPrefix:"ACME_"`
 	TLSRedirect       bool            `env:"TLS_REDIRECT" envDefault:"false" help:"answer plain HTTP with a 308 redirect to HTTPS"`
 	ClientMaxBodySize config.ByteSize `env:"CLIENT_MAX_BODY_SIZE" envDefault:"1m" help:"largest request body (k, m, g suffixes); 413 above it; 0 = unlimited"`
 	ConnectTimeout    time.Duration   `env:"CONNECT_TIMEOUT" envDefault:"5s" help:"time to connect to the upstream"`

@@ -55,6 +55,7 @@ type Server struct {
 	upstreams []*h1.Upstream
 
 	cert      atomic.Pointer[tls.Certificate]
+	acme      *acmeManager // nil unless PROXY_ACME_DOMAINS is set
 	tlsPort   string
 	startedAt atomic.Int64  // unix nanoseconds when Run opened the listeners
 	ready     chan struct{} // closed once the listeners are bound
@@ -187,6 +188,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		_, s.tlsPort, _ = net.SplitHostPort(cfg.TLSListen)
 	}
+	if err := s.setupACME(deps); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -225,10 +229,14 @@ func (s *Server) Status() any {
 		TLSListen string     `json:"tls_listen,omitempty"`
 		Sites     []string   `json:"sites"`
 		Upstreams []upStatus `json:"upstreams"`
+		ACME      any        `json:"acme,omitempty"`
 	}
 	st := status{Listen: s.cfg.Listen}
-	if s.tlsEnabled() {
+	if s.tlsListening() {
 		st.TLSListen = s.cfg.TLSListen
+	}
+	if s.acme != nil {
+		st.ACME = s.acme.status()
 	}
 	for _, x := range s.sites {
 		st.Sites = append(st.Sites, x.name)
@@ -248,7 +256,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	var tln net.Listener
-	if s.tlsEnabled() {
+	if s.tlsListening() {
 		tln, err = net.Listen("tcp", s.cfg.TLSListen)
 		if err != nil {
 			ln.Close()
@@ -296,6 +304,10 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	if s.cfg.TLSRedirect && tlsLn != nil {
 		handler = http.HandlerFunc(s.redirectTLS)
 	}
+	if s.acme != nil && tlsLn != nil {
+		handler = s.acme.httpHandler(handler)
+		s.acme.start(ctx)
+	}
 	plain := h1.NewServer(handler, s.log)
 	plain.Refused = s.logRefused
 	plain.Pages = statusPages
@@ -306,10 +318,7 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	n := 1
 	if tlsLn != nil {
 		ts := s.newHTTPServer(s)
-		ts.TLSConfig = &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
-		}
+		ts.TLSConfig = s.tlsConfig()
 		s.mu.Lock()
 		s.servers = append(s.servers, ts)
 		s.mu.Unlock()

@@ -38,8 +38,11 @@ func (c Config) Validate() config.Problems {
 			ps.Add("TLS_CERT_FILE", c.TLSCertFile, "a readable PEM certificate matching PROXY_TLS_KEY_FILE ("+err.Error()+")")
 		}
 	}
-	if c.TLSRedirect && !tlsOn {
-		ps.Add("TLS_REDIRECT", "true", "false unless PROXY_TLS_CERT_FILE and PROXY_TLS_KEY_FILE are set")
+	if c.ACME.Enabled() {
+		ps = append(ps, c.validateACME(!tlsOn, checkAddr)...)
+	}
+	if c.TLSRedirect && !tlsOn && !c.ACME.Enabled() {
+		ps.Add("TLS_REDIRECT", "true", "false unless PROXY_TLS_CERT_FILE and PROXY_TLS_KEY_FILE, or PROXY_ACME_DOMAINS, are set")
 	}
 	if c.ClientMaxBodySize < 0 {
 		ps.Add("CLIENT_MAX_BODY_SIZE", c.ClientMaxBodySize.String(), "a size of 0 or more")
