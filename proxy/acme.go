@@ -370,8 +370,15 @@ func (a *acmeManager) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// setupACME makes the ACME manager when PROXY_ACME_DOMAINS is set.
-func (s *Server) setupACME(deps Deps) error {
+// setupTLS loads the certificate files and makes the ACME manager, for
+// what is configured.
+func (s *Server) setupTLS(deps Deps) error {
+	if s.tlsEnabled() {
+		if err := s.loadCert(); err != nil {
+			return err
+		}
+		_, s.tlsPort, _ = net.SplitHostPort(s.cfg.TLSListen)
+	}
 	if !s.cfg.ACME.Enabled() {
 		return nil
 	}

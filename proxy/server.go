@@ -182,13 +182,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		s.access = newAccessLog(w, cfg.AccessLog == "json", cfg.AccessLogSkip)
 	}
-	if s.tlsEnabled() {
-		if err := s.loadCert(); err != nil {
-			return nil, err
-		}
-		_, s.tlsPort, _ = net.SplitHostPort(cfg.TLSListen)
-	}
-	if err := s.setupACME(deps); err != nil {
+	if err := s.setupTLS(deps); err != nil {
 		return nil, err
 	}
 	return s, nil
