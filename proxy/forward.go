@@ -128,16 +128,29 @@ func upgradeOf(h http.Header) string {
 // forward proxies r to the site's upstream.
 func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 	u := st.up
-	var body io.Reader
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = &bodyReader{r: r.Body, rc: http.NewResponseController(w), max: s.maxBody, limit: r.ContentLength < 0 && s.maxBody > 0}
-	}
 	upgrade := ""
 	if r.ProtoMajor == 1 {
 		upgrade = upgradeOf(r.Header)
 	}
 	w.clientIP = s.clientIP(r)
 	w.upstreamAddr = u.String()
+	var body io.Reader
+	var spooled *spool // the body, buffered whole: it can be sent again (a retry)
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		if st.reqBuffering && upgrade == "" {
+			sp := s.bufferRequest(w, r, st)
+			if sp == nil {
+				return
+			}
+			defer sp.Close()
+			r.ContentLength = sp.Len()
+			if sp.Len() > 0 {
+				spooled = sp
+			}
+		} else {
+			body = &bodyReader{r: r.Body, rc: http.NewResponseController(w), timeout: s.cfg.ClientBodyTimeout, max: s.maxBody, limit: r.ContentLength < 0 && s.maxBody > 0}
+		}
+	}
 	retryable := isIdempotent(r.Method) && body == nil
 	start := time.Now()
 
@@ -165,7 +178,7 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		} else {
 			c.WatchContext(r.Context()) // net/http ends it when the client leaves
 		}
-		err = s.writeRequest(c, r, w.clientIP, upgrade, body)
+		err = s.writeRequest(c, r, w.clientIP, upgrade, body, spooled)
 		if err == nil {
 			resp, err = c.ReadResponse(h, r.Method)
 		}
@@ -211,7 +224,45 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		s.tunnel(w, r, c)
 		return
 	}
+	s.relay(w, r, st, c, resp, start)
+}
 
+// relay sends the upstream's response to the client: buffered (read whole
+// first, the connection released, then sent) or streamed.
+func (s *Server) relay(w *recorder, r *http.Request, st *site, c *h1.UpConn, resp *h1.Response, start time.Time) {
+	h := w.Header()
+	var body io.Reader
+	if resp.ContentLength != 0 {
+		body = c.Body()
+	}
+	if !s.responseBuffered(st, h, resp) {
+		s.sendResponse(w, r, c, resp, nil, body, nil)
+		return
+	}
+	sp, done := s.bufferResponse(w, r, st, c, body)
+	if sp == nil {
+		return
+	}
+	defer sp.Close()
+	if !done {
+		s.sendResponse(w, r, c, resp, sp, body, nil) // past the temp-file limit: the rest streams
+		return
+	}
+	// The worker is free from here, however slowly the client reads.
+	// resp and the trailer live in c: keep copies.
+	snap := *resp
+	trailer := append([]h1.Field(nil), c.Trailer()...)
+	c.Done(true)
+	w.upstreamTime = time.Since(start)
+	setLength(h, &snap, sp.Len(), len(trailer) > 0)
+	s.sendResponse(w, r, nil, &snap, sp, nil, trailer)
+}
+
+// sendResponse writes the head, then the buffered part of the body (sp,
+// may be nil), then streams what is left of body from c (nil when all is
+// buffered and c already released), then the trailer (c's when c is set).
+func (s *Server) sendResponse(w *recorder, r *http.Request, c *h1.UpConn, resp *h1.Response, sp *spool, body io.Reader, trailer []h1.Field) {
+	h := w.Header()
 	var zw *gzip.Writer
 	if s.cfg.Gzip && resp.ContentLength != 0 && gzipProxied(r, resp) {
 		delete(h, "Content-Length")
@@ -224,11 +275,13 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		zw.Reset(w)
 	}
 	w.WriteHeader(resp.Status)
-	if resp.ContentLength == 0 {
-		c.Done(true)
-		return
+	ok := true
+	if sp != nil {
+		ok = writeSpool(w, sp, zw)
 	}
-	ok := s.copyBody(w, c.Body(), resp.ContentLength < 0, zw)
+	if ok && body != nil {
+		ok = s.copyBody(w, body, resp.ContentLength < 0, zw)
+	}
 	if zw != nil {
 		if err := zw.Close(); err != nil {
 			ok = false
@@ -237,7 +290,10 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		gzipPool.Put(zw)
 	}
 	if ok {
-		for _, t := range c.Trailer() {
+		if c != nil {
+			trailer = c.Trailer()
+		}
+		for _, t := range trailer {
 			h[http.TrailerPrefix+t.Name] = append(h[http.TrailerPrefix+t.Name], t.Value)
 		}
 	}
@@ -247,7 +303,9 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		// see a cut connection, not a body that looks complete.
 		w.abort = true
 	}
-	c.Done(ok)
+	if c != nil {
+		c.Done(ok)
+	}
 }
 
 // copyBody streams the response body; unknown-length bodies (chunked,
@@ -321,8 +379,9 @@ func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err erro
 	writeStatusPage(w, r, code)
 }
 
-// writeRequest sends the request head and body.
-func (s *Server) writeRequest(c *h1.UpConn, r *http.Request, client, upgrade string, body io.Reader) error {
+// writeRequest sends the request head and body: body is streamed, spooled
+// was buffered whole (r.ContentLength is its length); one at most is set.
+func (s *Server) writeRequest(c *h1.UpConn, r *http.Request, client, upgrade string, body io.Reader, spooled *spool) error {
 	bw := c.Writer()
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' || r.ProtoMajor != 1 {
@@ -391,6 +450,15 @@ func (s *Server) writeRequest(c *h1.UpConn, r *http.Request, client, upgrade str
 		bw.WriteString("\r\n")
 	}
 	switch {
+	case spooled != nil:
+		bw.WriteString("Content-Length: ")
+		var nb [20]byte
+		bw.Write(strconv.AppendInt(nb[:0], spooled.Len(), 10))
+		bw.WriteString("\r\n\r\n")
+		if _, err := spooled.WriteTo(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
 	case body == nil:
 		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 			bw.WriteString("Content-Length: 0\r\n")
@@ -425,16 +493,17 @@ func (s *Server) writeRequest(c *h1.UpConn, r *http.Request, client, upgrade str
 // client_body_timeout: a slow client is cut off, a slow but steady one is
 // not) and enforces the size limit on chunked bodies.
 type bodyReader struct {
-	r     io.Reader
-	rc    *http.ResponseController
-	n     int64
-	max   int64
-	limit bool
-	done  bool
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration // PROXY_CLIENT_BODY_TIMEOUT
+	n       int64
+	max     int64
+	limit   bool
+	done    bool
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	n, err := b.r.Read(p)
 	b.n += int64(n)
 	if b.limit && b.n > b.max {

@@ -13,6 +13,8 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
 	upErrors *prometheus.CounterVec
+	tmpFiles *prometheus.CounterVec
+	tmpBytes *prometheus.CounterVec
 }
 
 type siteMetrics struct {
@@ -52,7 +54,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed upstream exchanges, by site and kind (connect, timeout, failure).",
 		}, []string{"site", "kind"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes, m.upErrors)
+	m.tmpFiles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onebox_proxy_temp_file_bodies_total",
+		Help: "Bodies that went past their memory buffer into a temp file, by direction (request, response).",
+	}, []string{"direction"})
+	m.tmpBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "onebox_proxy_temp_file_bytes_total",
+		Help: "Bytes written to temp files, by direction (request, response).",
+	}, []string{"direction"})
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.upErrors, m.tmpFiles, m.tmpBytes)
 	return m
 }
 
@@ -94,4 +104,13 @@ func (sm *siteMetrics) upstreamError(kind string) {
 		return
 	}
 	sm.upErrors[kind].Inc()
+}
+
+// tempFiles returns the temp-file counters of one direction; nil without
+// a registry.
+func (m *metrics) tempFiles(direction string) (files, bytes prometheus.Counter) {
+	if m == nil {
+		return nil, nil
+	}
+	return m.tmpFiles.WithLabelValues(direction), m.tmpBytes.WithLabelValues(direction)
 }

@@ -53,6 +53,8 @@ type Server struct {
 	access    *accessLog
 	metrics   *metrics
 	upstreams []*h1.Upstream
+	reqSpool  *spooler // request bodies (PROXY_CLIENT_BODY_BUFFER_SIZE)
+	respSpool *spooler // response bodies (PROXY_BUFFER_SIZE)
 
 	cert      atomic.Pointer[tls.Certificate]
 	acme      *acmeManager // nil unless PROXY_ACME_DOMAINS is set
@@ -83,7 +85,9 @@ type site struct {
 	try     tryFiles
 	aliases []siteAlias
 	up      *h1.Upstream // nil: @app answers 404
-	m       *siteMetrics
+	// reqBuffering and buffering: PROXY_REQUEST_BUFFERING, PROXY_BUFFERING.
+	reqBuffering, buffering bool
+	m                       *siteMetrics
 }
 
 type siteAlias struct {
@@ -105,6 +109,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.trusted = append(s.trusted, pf)
 	}
 	s.metrics = newMetrics(deps.Metrics)
+	s.newSpoolers()
 	ups := map[string]*h1.Upstream{}
 	getUp := func(target string) (*h1.Upstream, error) {
 		if u, ok := ups[target]; ok {
@@ -125,7 +130,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	all := append([]Site{cfg.Site}, cfg.Sites...)
 	noPool := []string{}
 	for i, sc := range all {
-		st := &site{name: siteLabel(sc.Name), index: sc.Index}
+		st := &site{name: siteLabel(sc.Name), index: sc.Index, reqBuffering: sc.RequestBuffering, buffering: sc.Buffering}
 		if i == 0 {
 			st.name = "default"
 		}
@@ -363,11 +368,6 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	}
 	return runErr
 }
-
-// Request hygiene (nginx's client_header_timeout, keepalive_timeout,
-// large_client_header_buffers): the body timeout is applied per read in
-// the proxy.
-const bodyReadTimeout = 60 * time.Second
 
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{

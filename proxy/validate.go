@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"onebox/config"
 )
@@ -46,6 +47,28 @@ func (c Config) Validate() config.Problems {
 	}
 	if c.ClientMaxBodySize < 0 {
 		ps.Add("CLIENT_MAX_BODY_SIZE", c.ClientMaxBodySize.String(), "a size of 0 or more")
+	}
+	for _, b := range []struct {
+		name string
+		v    config.ByteSize
+	}{{"CLIENT_BODY_BUFFER_SIZE", c.ClientBodyBufferSize}, {"BUFFER_SIZE", c.BufferSize}} {
+		if b.v < 1<<10 || b.v > 64<<20 {
+			ps.Add(b.name, b.v.String(), "a size from 1k to 64m")
+		}
+	}
+	if c.MaxTempFileSize < 0 {
+		ps.Add("MAX_TEMP_FILE_SIZE", c.MaxTempFileSize.String(), "a size of 0 (memory only) or more")
+	}
+	if !strings.HasPrefix(c.TempDir, "/") {
+		ps.Add("TEMP_DIR", c.TempDir, "an absolute directory path such as /tmp")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"CLIENT_BODY_TIMEOUT", c.ClientBodyTimeout}} {
+		if d.v <= 0 {
+			ps.Add(d.name, d.v.String(), "a positive duration such as 60s")
+		}
 	}
 	if c.ConnectTimeout <= 0 {
 		ps.Add("CONNECT_TIMEOUT", c.ConnectTimeout.String(), "a positive duration such as 5s")

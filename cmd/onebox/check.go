@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+
+	"onebox/proxy"
 )
 
 // check validates the environment like nginx -t: every problem at once and
@@ -20,6 +22,13 @@ func check(stdout, stderr io.Writer, environ map[string]string) error {
 		return &exitError{code: exitFailure}
 	}
 	writeEffective(stdout, s)
+	// Where request and response bodies past their memory buffer go: a
+	// read-only root has no writable PROXY_TEMP_DIR (issue 11).
+	where, note := proxy.TempStorage(s.Proxy.TempDir)
+	if note != "" {
+		fmt.Fprintln(stderr, "onebox: warning:", note)
+	}
+	fmt.Fprintln(stderr, "onebox: bodies past their memory buffer go to", where)
 	fmt.Fprintln(stderr, "onebox: configuration ok")
 	return nil
 }

@@ -44,6 +44,7 @@ func run() error {
 	procs := flag.Int("gomaxprocs", 0, "GOMAXPROCS (0: Go's default)")
 	accessLog := flag.String("access-log", "off", "combined, json or off (stdout)")
 	gzipOn := flag.Bool("gzip", true, "PROXY_GZIP")
+	buffering := flag.Bool("buffering", true, "PROXY_REQUEST_BUFFERING and PROXY_BUFFERING")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (profiling only)")
 	flag.Parse()
 	if *pprofAddr != "" {
@@ -53,18 +54,25 @@ func run() error {
 		runtime.GOMAXPROCS(*procs)
 	}
 	cfg := proxy.Config{
-		Listen:            *listen,
-		ClientMaxBodySize: config.ByteSize(1 << 20),
-		ConnectTimeout:    5 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		SendTimeout:       60 * time.Second,
-		AccessLog:         *accessLog,
-		Gzip:              *gzipOn,
+		Listen:               *listen,
+		ClientMaxBodySize:    config.ByteSize(1 << 20),
+		ClientBodyBufferSize: 16 << 10,
+		BufferSize:           64 << 10,
+		MaxTempFileSize:      1 << 30,
+		TempDir:              "/tmp",
+		ClientBodyTimeout:    60 * time.Second,
+		ConnectTimeout:       5 * time.Second,
+		ReadTimeout:          60 * time.Second,
+		SendTimeout:          60 * time.Second,
+		AccessLog:            *accessLog,
+		Gzip:                 *gzipOn,
 		Site: proxy.Site{
-			Root:     *root,
-			Index:    []string{"index.html", "index.htm"},
-			TryFiles: []string{"$uri", "$uri/", "=404"},
-			Upstream: *upstream,
+			Root:             *root,
+			Index:            []string{"index.html", "index.htm"},
+			TryFiles:         []string{"$uri", "$uri/", "=404"},
+			Upstream:         *upstream,
+			RequestBuffering: *buffering,
+			Buffering:        *buffering,
 		},
 	}
 	if *upstream != "" {
