@@ -131,6 +131,12 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 	upgrade := ""
 	if r.ProtoMajor == 1 {
 		upgrade = upgradeOf(r.Header)
+		if upgrade != "" && !h1.TokenEqual(upgrade, "websocket") {
+			// Only websockets pass: Upgrade: h2c (or any other) would let
+			// a client open a tunnel to the app past the proxy's rules. The
+			// header is hop-by-hop, so dropping it serves plain HTTP/1.1.
+			upgrade = ""
+		}
 	}
 	w.clientIP = s.clientIP(r)
 	w.upstreamAddr = u.String()

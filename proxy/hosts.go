@@ -157,3 +157,17 @@ func (t *hostTable) lookup(host string) *site {
 	}
 	return t.def
 }
+
+// emptyHostLabel reports a Host with an empty label (".a.test", "a..b"):
+// no such name exists, and matching it against ".example.com" or
+// "*.example.com" server names would be guesswork (400, as nginx).
+// One trailing dot (a fully qualified name) is allowed.
+func emptyHostLabel(h string) bool {
+	if h == "" || h[0] == '[' {
+		return false
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	return h != "" && (h[0] == '.' || strings.Contains(h, ".."))
+}

@@ -431,6 +431,11 @@ func (s *Server) handle(w *recorder, r *http.Request, st *site) {
 		writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
 		return
 	}
+	if emptyHostLabel(r.Host) {
+		closeAfter(w, r)
+		writeStatusPage(w, r, http.StatusBadRequest)
+		return
+	}
 	clean, dot, ok := cleanURLPath(r.URL.Path)
 	if !ok || hasEncodedSeparator(r.URL.RawPath) {
 		// Malformed: answer and close, as net/http does for its own 400s.

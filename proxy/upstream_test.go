@@ -51,7 +51,12 @@ func upstreamMain() {
 	var holds atomic.Int64
 	held := make(chan struct{}, 16)
 	mux := http.NewServeMux()
+	var echoes atomic.Int64
+	mux.HandleFunc("/echoes", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, strconv.FormatInt(echoes.Load(), 10))
+	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		echoes.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		sum := sha256.Sum256(b)
 		_ = json.NewEncoder(w).Encode(echoReply{r.Method, r.RequestURI, r.Host, r.Header, len(b), hex.EncodeToString(sum[:]), r.TransferEncoding})
@@ -138,6 +143,18 @@ func upstreamMain() {
 		case <-time.After(20 * time.Second):
 		}
 		_, _ = io.WriteString(w, "data: second\n\n")
+	})
+	mux.HandleFunc("/stream-xab", func(w http.ResponseWriter, r *http.Request) {
+		// Not an event stream: streams only because it asks to.
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("X-Accel-Buffering", "no")
+		_, _ = io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(20 * time.Second):
+		}
+		_, _ = io.WriteString(w, "second\n")
 	})
 	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) {
 		release <- struct{}{}

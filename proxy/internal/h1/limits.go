@@ -13,6 +13,12 @@ const (
 	IdleTimeout = 75 * time.Second
 	// MaxHeaderBytes bounds a request head (and twice it, a response head).
 	MaxHeaderBytes = 32 << 10
+	// MaxRequestLine bounds the request line (414 past it), as nginx's
+	// large_client_header_buffers (4 8k) does.
+	MaxRequestLine = 8 << 10
+	// MaxHeaderFields bounds the header fields of a request (431 past
+	// it), gunicorn's limit_request_fields.
+	MaxHeaderFields = 100
 	// SendTimeout fails a write to the client without progress for this
 	// long (between two successful writes, not for the whole response).
 	SendTimeout = 60 * time.Second

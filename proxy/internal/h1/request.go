@@ -36,6 +36,9 @@ var errHeadTooLarge = &RequestError{http.StatusRequestHeaderFieldsTooLarge, "req
 // or larger than a head may be.
 var errBadTrailer = badRequest("malformed or oversized trailer section")
 
+// errTooManyFields is a request head of more than MaxHeaderFields fields.
+var errTooManyFields = &RequestError{http.StatusRequestHeaderFieldsTooLarge, "too many header fields"}
+
 // errURITooLong is a request line past MaxHeaderBytes.
 var errURITooLong = &RequestError{http.StatusRequestURITooLong, "request line too long"}
 
@@ -53,6 +56,9 @@ func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 	empty := 0
 	for {
 		frag, err := br.ReadSlice('\n')
+		if lineStart == 0 && len(head)+len(frag) > MaxRequestLine {
+			return head, errURITooLong // nginx's large_client_header_buffers: 414 past 8 KiB
+		}
 		if len(head)+len(frag) > max {
 			if lineStart == 0 {
 				return head, errURITooLong
@@ -124,10 +130,14 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 	vs := (*vals)[:0]
 	var host, cl, te string
 	var hosts, cls, tes int
+	fields := 0
 	for rest != "" {
 		line, rest = nextLine(rest)
 		if line == "" {
 			break
+		}
+		if fields++; fields > MaxHeaderFields {
+			return errTooManyFields
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			return badRequest("obsolete line folding")

@@ -216,6 +216,8 @@ var badHeads = []struct {
 	// case-insensitively, as net/http and nginx do.
 	{"Kelvin sign in chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nTransfer-Encoding: chun\u212aed\r\n\r\n0\r\n\r\nX", 501},
 	{"request line too long", "GET /" + strings.Repeat("a", MaxHeaderBytes) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+	{"request line over 8 KiB", "GET /" + strings.Repeat("a", MaxRequestLine) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+	{"101 header fields", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: 1\r\n", MaxHeaderFields) + "\r\n", 431},
 	{"head too large", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-Big: "+strings.Repeat("a", 1000)+"\r\n", 40) + "\r\n", 431},
 	{"one header too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", MaxHeaderBytes) + "\r\n\r\n", 431},
 }
@@ -512,5 +514,19 @@ func TestDuplicateContentLengthFramesTheBody(t *testing.T) {
 	// (200), or a 400 for refusing the duplicate outright.
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("status %d, want 200 (the POST, with its body) or 400", resp.StatusCode)
+	}
+}
+
+// TestParseRequestLimitsAccept: the largest request line and the most
+// header fields the limits allow are read.
+func TestParseRequestLimitsAccept(t *testing.T) {
+	line := "GET /" + strings.Repeat("a", MaxRequestLine-len("GET / HTTP/1.1\r\n")) + " HTTP/1.1\r\n"
+	for name, raw := range map[string]string{
+		"8 KiB request line": line + "Host: x\r\n\r\n",
+		"100 header fields":  "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: 1\r\n", MaxHeaderFields-1) + "\r\n",
+	} {
+		if _, _, err := parseRaw(raw); err != nil {
+			t.Errorf("%s: %v, want accepted", name, err)
+		}
 	}
 }
