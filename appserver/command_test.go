@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -51,5 +52,34 @@ func TestValidate(t *testing.T) {
 	want := []string{"COMMAND", "PRESTART", "BIND", "WORKERS", "MAX_WORKERS", "TIMEOUT", "BOOT_TIMEOUT", "GRACEFUL_TIMEOUT", "PRESTART_TIMEOUT", "MAX_REQUESTS", "MAX_REQUESTS_JITTER"}
 	if !reflect.DeepEqual(vars, want) {
 		t.Errorf("problems for %v, want every one of %v", vars, want)
+	}
+}
+
+// gunicorn with --bind as well as LISTEN_FDS takes fd 3 twice and its
+// workers die at boot: the check warns and names the fix.
+func TestGunicornBindWarning(t *testing.T) {
+	for _, tc := range []struct {
+		command, fix string
+	}{
+		{"gunicorn --bind fd://3 --workers 1 app:app", `"gunicorn --workers 1 app:app"`},
+		{"gunicorn -b fd://3 app:app", `"gunicorn app:app"`},
+		{"/usr/bin/gunicorn --bind=unix:/tmp/x.sock app:app", `"/usr/bin/gunicorn app:app"`},
+		{"python3 -m gunicorn -bfd://3 -w 1 app:app", `"python3 -m gunicorn -w 1 app:app"`},
+		{"gunicorn --workers 1 app:app", ""},
+		{"uvicorn --fd 3 app:app", ""},
+		{"myapp --bind fd://3", ""},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			ws := Config{Command: tc.command}.Warnings()
+			if tc.fix == "" {
+				if len(ws) != 0 {
+					t.Fatalf("warnings %q, want none", ws)
+				}
+				return
+			}
+			if len(ws) != 1 || !strings.Contains(ws[0], "LISTEN_FDS") || !strings.Contains(ws[0], "APP_COMMAND="+tc.fix) {
+				t.Fatalf("warnings %q, want one naming LISTEN_FDS and the fix APP_COMMAND=%s", ws, tc.fix)
+			}
+		})
 	}
 }

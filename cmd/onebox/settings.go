@@ -161,6 +161,7 @@ func load(environ map[string]string, strict bool) (Settings, []string, config.Pr
 	if w := stopGraceWarning(s.Onebox, unparsed); w != "" {
 		warnings = append(warnings, w)
 	}
+	warnings = append(warnings, s.App.Warnings()...)
 
 	for _, u := range unknownVars(e, fields, s.Proxy.SiteNames) {
 		if strict {
