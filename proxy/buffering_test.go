@@ -171,3 +171,47 @@ func TestEmptyHostLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestClientTimeoutsAsSet: PROXY_CLIENT_HEADER_TIMEOUT answers a head cut
+// short with 408, PROXY_KEEPALIVE_TIMEOUT closes an idle connection, each
+// after the time set.
+func TestClientTimeoutsAsSet(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, map[string]string{"CLIENT_HEADER_TIMEOUT": "300ms", "KEEPALIVE_TIMEOUT": "400ms"})
+	start := time.Now() // the first head's time counts from accept
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n")
+	_ = c.SetReadDeadline(start.Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); resp.StatusCode != http.StatusRequestTimeout || d < 250*time.Millisecond {
+		t.Errorf("cut head: %d after %v, want 408 after 300ms", resp.StatusCode, d)
+	}
+
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	br := bufio.NewReader(c2)
+	_, _ = io.WriteString(c2, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	idle := time.Now()
+	_ = c2.SetReadDeadline(idle.Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF (closed by the keep-alive timeout)", err)
+	}
+	if d := time.Since(idle); d < 400*time.Millisecond-100*time.Millisecond {
+		t.Errorf("idle connection closed after %v, want about 400ms", d)
+	}
+}

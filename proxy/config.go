@@ -25,15 +25,20 @@ type Config struct {
 	BufferSize           config.ByteSize `env:"BUFFER_SIZE" envDefault:"64k" help:"response body bytes kept in memory while it is read from the upstream (response buffering); the rest goes to a temp file"`
 	MaxTempFileSize      config.ByteSize `env:"MAX_TEMP_FILE_SIZE" envDefault:"1g" help:"most bytes of one response kept in a temp file; the rest is streamed from the upstream (0: no temp file, memory only)"`
 	TempDir              string          `env:"TEMP_DIR" envDefault:"/tmp" help:"where bodies past their memory buffer go, as files without a name (O_TMPFILE, mode 0600); when not writable (a read-only root), anonymous memory (memfd) instead, as onebox check and the start-up log say"`
-	ClientBodyTimeout    time.Duration   `env:"CLIENT_BODY_TIMEOUT" envDefault:"60s" help:"time between two reads of a request body (nginx's client_body_timeout; 408 and close past it)"`
-	ConnectTimeout       time.Duration   `env:"CONNECT_TIMEOUT" envDefault:"5s" help:"time to connect to the upstream"`
-	ReadTimeout          time.Duration   `env:"READ_TIMEOUT" envDefault:"60s" help:"time the upstream may take between two reads of its response (504 past it)"`
-	SendTimeout          time.Duration   `env:"SEND_TIMEOUT" envDefault:"60s" help:"time allowed to send the request to the upstream"`
-	TrustedProxies       []string        `env:"TRUSTED_PROXIES" envSeparator:"," help:"CIDRs whose X-Forwarded-For is believed (nginx real_ip), e.g. 10.0.0.0/8"`
-	AccessLog            string          `env:"ACCESS_LOG" envDefault:"combined" help:"combined (nginx's format), json or off"`
-	AccessLogSkip        []string        `env:"ACCESS_LOG_SKIP" envSeparator:"," help:"paths not logged, e.g. /healthz,/favicon.ico"`
-	Gzip                 bool            `env:"GZIP" envDefault:"true" help:"gzip compressible responses for clients that accept it"`
-	SiteNames            []string        `env:"SITES" envSeparator:"," help:"further sites by name: docs,shop reads PROXY_SITE_DOCS_*, PROXY_SITE_SHOP_*"`
+	// Client timeouts (nginx's client_header_timeout, client_body_timeout,
+	// send_timeout, keepalive_timeout).
+	ClientHeaderTimeout time.Duration `env:"CLIENT_HEADER_TIMEOUT" envDefault:"10s" help:"time to receive a request head (408 past it)"`
+	ClientBodyTimeout   time.Duration `env:"CLIENT_BODY_TIMEOUT" envDefault:"60s" help:"time between two reads of a request body (nginx's client_body_timeout; 408 and close past it)"`
+	ClientSendTimeout   time.Duration `env:"CLIENT_SEND_TIMEOUT" envDefault:"60s" help:"time between two writes of a response the client does not read (nginx's send_timeout; the connection is closed past it)"`
+	KeepaliveTimeout    time.Duration `env:"KEEPALIVE_TIMEOUT" envDefault:"75s" help:"how long an idle keep-alive connection stays open; keep it above a load balancer's idle timeout (AWS ALB: 60s), or the balancer reuses a connection just closed and answers 502"`
+	ConnectTimeout      time.Duration `env:"CONNECT_TIMEOUT" envDefault:"5s" help:"time to connect to the upstream"`
+	ReadTimeout         time.Duration `env:"READ_TIMEOUT" envDefault:"60s" help:"time the upstream may take between two reads of its response (504 past it)"`
+	SendTimeout         time.Duration `env:"SEND_TIMEOUT" envDefault:"60s" help:"time allowed to send the request to the upstream"`
+	TrustedProxies      []string      `env:"TRUSTED_PROXIES" envSeparator:"," help:"CIDRs whose X-Forwarded-For is believed (nginx real_ip), e.g. 10.0.0.0/8"`
+	AccessLog           string        `env:"ACCESS_LOG" envDefault:"combined" help:"combined (nginx's format), json or off"`
+	AccessLogSkip       []string      `env:"ACCESS_LOG_SKIP" envSeparator:"," help:"paths not logged, e.g. /healthz,/favicon.ico"`
+	Gzip                bool          `env:"GZIP" envDefault:"true" help:"gzip compressible responses for clients that accept it"`
+	SiteNames           []string      `env:"SITES" envSeparator:"," help:"further sites by name: docs,shop reads PROXY_SITE_DOCS_*, PROXY_SITE_SHOP_*"`
 
 	// Site is the default site, read from the unprefixed settings.
 	Site Site

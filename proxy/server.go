@@ -310,6 +310,7 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 	plain := h1.NewServer(handler, s.log)
 	plain.Refused = s.logRefused
 	plain.Pages = statusPages
+	plain.Timeouts = h1.Timeouts{Header: s.cfg.ClientHeaderTimeout, Idle: s.cfg.KeepaliveTimeout, Send: s.cfg.ClientSendTimeout}
 	s.mu.Lock()
 	s.servers = append(s.servers, plain)
 	s.mu.Unlock()
@@ -372,8 +373,8 @@ func (s *Server) Serve(ctx context.Context, ln, tlsLn net.Listener) error {
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: h1.ReadHeaderTimeout,
-		IdleTimeout:       h1.IdleTimeout,
+		ReadHeaderTimeout: s.cfg.ClientHeaderTimeout,
+		IdleTimeout:       s.cfg.KeepaliveTimeout,
 		MaxHeaderBytes:    h1.MaxHeaderBytes,
 		ErrorLog:          log.New(zerologWriter{s.log}, "", 0),
 	}

@@ -65,7 +65,8 @@ func (c Config) Validate() config.Problems {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"CLIENT_BODY_TIMEOUT", c.ClientBodyTimeout}} {
+	}{{"CLIENT_HEADER_TIMEOUT", c.ClientHeaderTimeout}, {"CLIENT_BODY_TIMEOUT", c.ClientBodyTimeout},
+		{"CLIENT_SEND_TIMEOUT", c.ClientSendTimeout}, {"KEEPALIVE_TIMEOUT", c.KeepaliveTimeout}} {
 		if d.v <= 0 {
 			ps.Add(d.name, d.v.String(), "a positive duration such as 60s")
 		}

@@ -36,3 +36,14 @@ const lingerTimeout = time.Second
 // newConnGrace is how long Shutdown lets a connection accepted just before
 // it send its first request (net/http's figure).
 const newConnGrace = 5 * time.Second
+
+// Timeouts are a server's client timeouts (PROXY_CLIENT_HEADER_TIMEOUT,
+// PROXY_KEEPALIVE_TIMEOUT, PROXY_CLIENT_SEND_TIMEOUT), all positive.
+type Timeouts struct {
+	Header time.Duration // see ReadHeaderTimeout
+	Idle   time.Duration // see IdleTimeout
+	Send   time.Duration // see SendTimeout
+}
+
+// DefaultTimeouts are nginx's figures, as the constants above.
+var DefaultTimeouts = Timeouts{Header: ReadHeaderTimeout, Idle: IdleTimeout, Send: SendTimeout}

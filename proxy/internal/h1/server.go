@@ -46,6 +46,9 @@ type Server struct {
 	// Pages are the bodies of the answers to refused requests, by
 	// status; a status without one gets a line of text.
 	Pages map[int][]byte
+	// Timeouts are the client timeouts, DefaultTimeouts unless changed
+	// before Serve.
+	Timeouts Timeouts
 
 	mu      sync.Mutex
 	lns     []net.Listener
@@ -54,7 +57,7 @@ type Server struct {
 }
 
 func NewServer(h http.Handler, log zerolog.Logger) *Server {
-	return &Server{handler: h, log: log, conns: map[*conn]struct{}{}, tunnels: map[*conn]struct{}{}}
+	return &Server{handler: h, log: log, Timeouts: DefaultTimeouts, conns: map[*conn]struct{}{}, tunnels: map[*conn]struct{}{}}
 }
 
 // Connection states, for Shutdown: an idle connection (waiting for the
@@ -247,7 +250,7 @@ var (
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), accepted: time.Now(), header: http.Header{}, respHdr: http.Header{}}
 	c.state.Store(stateNew)
-	c.raw = &connIO{nc: nc}
+	c.raw = &connIO{nc: nc, timeout: s.Timeouts.Send}
 	c.br = connReaderPool.Get().(*bufio.Reader)
 	c.br.Reset(nc)
 	c.bw = connWriterPool.Get().(*bufio.Writer)
@@ -286,9 +289,9 @@ func (c *conn) serve() {
 func (c *conn) waitRequest() bool {
 	if c.br.Buffered() == 0 {
 		if c.served == 0 {
-			c.setReadDeadline(c.accepted.Add(ReadHeaderTimeout))
-		} else if now := time.Now(); needsRefresh(c.readDL, now, IdleTimeout) {
-			c.setReadDeadline(now.Add(IdleTimeout))
+			c.setReadDeadline(c.accepted.Add(c.srv.Timeouts.Header))
+		} else if now := time.Now(); needsRefresh(c.readDL, now, c.srv.Timeouts.Idle) {
+			c.setReadDeadline(now.Add(c.srv.Timeouts.Idle))
 		}
 		if c.served > 0 {
 			c.state.Store(stateIdle)
@@ -315,7 +318,7 @@ func (c *conn) serveRequest() bool {
 	if c.served > 0 && !headBuffered(c.br) {
 		// The head is still arriving: bound the wait for the rest (the
 		// first request's bound counts from accept, set by waitRequest).
-		c.setReadDeadline(time.Now().Add(ReadHeaderTimeout))
+		c.setReadDeadline(time.Now().Add(c.srv.Timeouts.Header))
 	}
 	head, err := readHead(c.br, c.head, MaxHeaderBytes)
 	c.head = head[:0]
@@ -404,7 +407,7 @@ func (c *conn) bodyDone() bool {
 	if rb.skipped() {
 		return false
 	}
-	c.setReadDeadline(time.Now().Add(ReadHeaderTimeout))
+	c.setReadDeadline(time.Now().Add(c.srv.Timeouts.Header))
 	_, _ = io.CopyN(io.Discard, rb, maxDiscard+1)
 	return rb.eof
 }
@@ -481,6 +484,7 @@ func (c *conn) reject(err error, head []byte) {
 // until the next request.
 type connIO struct {
 	nc      net.Conn
+	timeout time.Duration // the send timeout
 	writeDL time.Time
 	fixed   bool // the handler's deadline is in force
 }
@@ -491,8 +495,8 @@ func (x *connIO) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for {
-		if now := time.Now(); needsRefresh(x.writeDL, now, SendTimeout) {
-			x.writeDL = now.Add(SendTimeout)
+		if now := time.Now(); needsRefresh(x.writeDL, now, x.timeout) {
+			x.writeDL = now.Add(x.timeout)
 			_ = x.nc.SetWriteDeadline(x.writeDL)
 		}
 		n, err := x.nc.Write(p[written:])
@@ -530,7 +534,7 @@ func (x *connIO) sendFile(src io.Reader, n int64) (int64, error) {
 	var err error
 	for n > 0 {
 		if !x.fixed {
-			x.writeDL = time.Now().Add(SendTimeout)
+			x.writeDL = time.Now().Add(x.timeout)
 			_ = x.nc.SetWriteDeadline(x.writeDL)
 		}
 		var m int64
