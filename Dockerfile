@@ -43,6 +43,9 @@ LABEL org.opencontainers.image.title="onebox" \
       org.opencontainers.image.base.name="scratch"
 COPY --from=build /out/rootfs/ /
 COPY examples/guestbook/static/ /var/www/html/
+# onebox_worker, the Python side of the worker protocol, for images built
+# FROM a Python base: COPY --from=onebox /usr/local/lib/onebox/python/ ...
+COPY appserver/python/onebox_worker.py /usr/local/lib/onebox/python/onebox_worker.py
 ENV PATH=/usr/local/bin \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     APP_COMMAND="guestbook" \
