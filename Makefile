@@ -4,7 +4,7 @@ GO      ?= go
 BIN     ?= bin
 LDFLAGS ?= -s -w
 
-.PHONY: build test lint unit integration images docs bench
+.PHONY: build test lint unit integration images docs bench up down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/onebox ./cmd/onebox
@@ -28,6 +28,15 @@ integration: images
 
 images:
 	./images/build.sh
+
+# The README's first command: the guestbook stack up on http://localhost:8080
+# with whichever compose tool exists, pulling where a registry answers and
+# otherwise from local images and an offline build context (images/up.sh).
+up:
+	./images/up.sh
+
+down:
+	./images/down.sh
 
 # docs/environment.md is `onebox env`; a unit test fails when it is stale.
 docs:
