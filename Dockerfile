@@ -24,13 +24,14 @@ RUN go build -ldflags "-s -w -X main.buildVersion=${VERSION}" -o /out/bin/onebox
 # the app socket; /run is mode 1777 like /tmp because a tmpfs mounted over it
 # (read-only root: --tmpfs /run) takes the mode of the directory beneath, so
 # the non-root user can create /run/onebox there too.
-RUN mkdir -p /out/rootfs/etc /out/rootfs/run/onebox /out/rootfs/tmp /out/rootfs/usr/local \
+RUN mkdir -p /out/rootfs/etc /out/rootfs/run/onebox /out/rootfs/tmp /out/rootfs/usr/local /out/rootfs/var/lib/onebox/acme \
  && mv /out/bin /out/rootfs/usr/local/bin \
  && printf 'root:x:0:0:root:/root:/sbin/nologin\nonebox:x:10001:10001:onebox:/nonexistent:/sbin/nologin\n' >/out/rootfs/etc/passwd \
  && printf 'root:x:0:\nonebox:x:10001:\n' >/out/rootfs/etc/group \
  && mkdir -p /out/rootfs/etc/ssl/certs && cp /etc/ssl/certs/ca-certificates.crt /out/rootfs/etc/ssl/certs/ \
  && chmod 1777 /out/rootfs/run /out/rootfs/tmp \
- && chown 10001:10001 /out/rootfs/run/onebox
+ && chown 10001:10001 /out/rootfs/run/onebox \
+ && chmod 700 /out/rootfs/var/lib/onebox/acme && chown -R 10001:10001 /out/rootfs/var/lib/onebox
 
 # ---- final stage ------------------------------------------------------------------
 FROM scratch
@@ -52,6 +53,9 @@ ENV PATH=/usr/local/bin \
     APP_PRESTART="guestbook migrate" \
     PROXY_ROOT=/var/www/html
 USER 10001:10001
+# PROXY_ACME_DIR: the ACME account key and certificates, writable under a
+# read-only root and kept across container replacements.
+VOLUME /var/lib/onebox/acme
 EXPOSE 8080 8443
 STOPSIGNAL SIGTERM
 # onebox health exits 0 only when /readyz is ready (pool up, database reachable);

@@ -49,6 +49,7 @@ func stackEnv(password, rootPassword string) []string {
 		"ONEBOX_IMAGE=" + oneboxImage,
 		"MYSQL_IMAGE=" + mysqlImage,
 		"HTTP_PUBLISH=127.0.0.1:0", // a free host port, found by inspect
+		"HTTPS_PUBLISH=127.0.0.1:0",
 		"MYSQL_PASSWORD=" + password,
 		"MYSQL_ROOT_PASSWORD=" + rootPassword,
 	}
