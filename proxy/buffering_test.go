@@ -215,3 +215,43 @@ func TestClientTimeoutsAsSet(t *testing.T) {
 		t.Errorf("idle connection closed after %v, want about 400ms", d)
 	}
 }
+
+// BenchmarkBufferedPost1M: a 1 MiB POST buffered (16 KiB in memory, the
+// rest through a temp file) and sent to the upstream's /echo. Memory per
+// request stays bounded: B/op is far below the body's size.
+func BenchmarkBufferedPost1M(b *testing.B) {
+	up := startUpstream(b, true)
+	s, err := New(envConfig(b, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target, "CLIENT_MAX_BODY_SIZE": "2m", "TEMP_DIR": b.TempDir()}), Deps{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	rd := bytes.NewReader(body)
+	r := benchRequest("/echo")
+	r.Method = "POST"
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		rd.Reset(body)
+		r.Body, r.ContentLength = io.NopCloser(rd), int64(len(body))
+		clear(w.h)
+		w.code = 0
+		s.ServeHTTP(w, r)
+		if w.code != 200 {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+}
+
+// BenchmarkBufferedResponse4M: a 4 MiB response (four times the upstream's
+// /big) read into 64 KiB of memory and a temp file, then sent.
+func BenchmarkBufferedResponse4M(b *testing.B) {
+	up := startUpstream(b, true)
+	s, err := New(envConfig(b, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target, "TEMP_DIR": b.TempDir()}), Deps{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(4 << 20)
+	benchServe(b, s, "/big4", 200)
+}

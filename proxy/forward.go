@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"compress/gzip"
 	"errors"
 	"io"
@@ -140,22 +141,12 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 	}
 	w.clientIP = s.clientIP(r)
 	w.upstreamAddr = u.String()
-	var body io.Reader
-	var spooled *spool // the body, buffered whole: it can be sent again (a retry)
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		if st.reqBuffering && upgrade == "" {
-			sp := s.bufferRequest(w, r, st)
-			if sp == nil {
-				return
-			}
-			defer sp.Close()
-			r.ContentLength = sp.Len()
-			if sp.Len() > 0 {
-				spooled = sp
-			}
-		} else {
-			body = &bodyReader{r: r.Body, rc: http.NewResponseController(w), timeout: s.cfg.ClientBodyTimeout, max: s.maxBody, limit: r.ContentLength < 0 && s.maxBody > 0}
-		}
+	body, spooled, ok := s.requestBody(w, r, st, upgrade)
+	if !ok {
+		return
+	}
+	if spooled != nil {
+		defer spooled.Close()
 	}
 	retryable := isIdempotent(r.Method) && body == nil
 	start := time.Now()
@@ -231,6 +222,24 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 		return
 	}
 	s.relay(w, r, st, c, resp, start)
+}
+
+// requestBody prepares the request body: buffered whole into spooled
+// (PROXY_REQUEST_BUFFERING; it can be sent again on a retry, and
+// r.ContentLength becomes its length), or streamed from body; both are nil
+// without a body. ok is false when the client has been answered.
+func (s *Server) requestBody(w *recorder, r *http.Request, st *site, upgrade string) (body io.Reader, spooled *spool, ok bool) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil, nil, true
+	}
+	if !st.reqBuffering || upgrade != "" {
+		return &bodyReader{r: r.Body, rc: http.NewResponseController(w), timeout: s.cfg.ClientBodyTimeout, max: s.maxBody, limit: r.ContentLength < 0 && s.maxBody > 0}, nil, true
+	}
+	if spooled = s.bufferRequest(w, r, st); spooled == nil {
+		return nil, nil, false
+	}
+	r.ContentLength = spooled.Len()
+	return nil, spooled, true
 }
 
 // relay sends the upstream's response to the client: buffered (read whole
@@ -457,14 +466,7 @@ func (s *Server) writeRequest(c *h1.UpConn, r *http.Request, client, upgrade str
 	}
 	switch {
 	case spooled != nil:
-		bw.WriteString("Content-Length: ")
-		var nb [20]byte
-		bw.Write(strconv.AppendInt(nb[:0], spooled.Len(), 10))
-		bw.WriteString("\r\n\r\n")
-		if _, err := spooled.WriteTo(bw); err != nil {
-			return err
-		}
-		return bw.Flush()
+		return writeSpooled(bw, spooled)
 	case body == nil:
 		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 			bw.WriteString("Content-Length: 0\r\n")
@@ -536,4 +538,17 @@ func (s *Server) tunnel(w *recorder, r *http.Request, c *h1.UpConn) {
 	}
 	w.status = http.StatusSwitchingProtocols
 	w.bytes += c.Tunnel(cc, brw.Reader)
+}
+
+// writeSpooled ends a request head with the length of a buffered body and
+// sends the body.
+func writeSpooled(bw *bufio.Writer, sp *spool) error {
+	bw.WriteString("Content-Length: ")
+	var nb [20]byte
+	bw.Write(strconv.AppendInt(nb[:0], sp.Len(), 10))
+	bw.WriteString("\r\n\r\n")
+	if _, err := sp.WriteTo(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
 }

@@ -134,6 +134,13 @@ func upstreamMain() {
 			_, _ = w.Write(chunk)
 		}
 	})
+	mux.HandleFunc("/big4", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(4<<20))
+		chunk := make([]byte, 64<<10)
+		for range 64 {
+			_, _ = w.Write(chunk)
+		}
+	})
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, "data: first\n\n")

@@ -45,32 +45,7 @@ func (c Config) Validate() config.Problems {
 	if c.TLSRedirect && !tlsOn && !c.ACME.Enabled() {
 		ps.Add("TLS_REDIRECT", "true", "false unless PROXY_TLS_CERT_FILE and PROXY_TLS_KEY_FILE, or PROXY_ACME_DOMAINS, are set")
 	}
-	if c.ClientMaxBodySize < 0 {
-		ps.Add("CLIENT_MAX_BODY_SIZE", c.ClientMaxBodySize.String(), "a size of 0 or more")
-	}
-	for _, b := range []struct {
-		name string
-		v    config.ByteSize
-	}{{"CLIENT_BODY_BUFFER_SIZE", c.ClientBodyBufferSize}, {"BUFFER_SIZE", c.BufferSize}} {
-		if b.v < 1<<10 || b.v > 64<<20 {
-			ps.Add(b.name, b.v.String(), "a size from 1k to 64m")
-		}
-	}
-	if c.MaxTempFileSize < 0 {
-		ps.Add("MAX_TEMP_FILE_SIZE", c.MaxTempFileSize.String(), "a size of 0 (memory only) or more")
-	}
-	if !strings.HasPrefix(c.TempDir, "/") {
-		ps.Add("TEMP_DIR", c.TempDir, "an absolute directory path such as /tmp")
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"CLIENT_HEADER_TIMEOUT", c.ClientHeaderTimeout}, {"CLIENT_BODY_TIMEOUT", c.ClientBodyTimeout},
-		{"CLIENT_SEND_TIMEOUT", c.ClientSendTimeout}, {"KEEPALIVE_TIMEOUT", c.KeepaliveTimeout}} {
-		if d.v <= 0 {
-			ps.Add(d.name, d.v.String(), "a positive duration such as 60s")
-		}
-	}
+	ps = append(ps, c.validateBuffering()...)
 	if c.ConnectTimeout <= 0 {
 		ps.Add("CONNECT_TIMEOUT", c.ConnectTimeout.String(), "a positive duration such as 5s")
 	}
@@ -240,4 +215,37 @@ func parseUpstream(s string) (network, addr string, err error) {
 		}
 		return "tcp", s, nil
 	}
+}
+
+// validateBuffering checks the body limit, the buffer sizes, the temp directory and the
+// client timeouts.
+func (c Config) validateBuffering() config.Problems {
+	var ps config.Problems
+	if c.ClientMaxBodySize < 0 {
+		ps.Add("CLIENT_MAX_BODY_SIZE", c.ClientMaxBodySize.String(), "a size of 0 or more")
+	}
+	for _, b := range []struct {
+		name string
+		v    config.ByteSize
+	}{{"CLIENT_BODY_BUFFER_SIZE", c.ClientBodyBufferSize}, {"BUFFER_SIZE", c.BufferSize}} {
+		if b.v < 1<<10 || b.v > 64<<20 {
+			ps.Add(b.name, b.v.String(), "a size from 1k to 64m")
+		}
+	}
+	if c.MaxTempFileSize < 0 {
+		ps.Add("MAX_TEMP_FILE_SIZE", c.MaxTempFileSize.String(), "a size of 0 (memory only) or more")
+	}
+	if !strings.HasPrefix(c.TempDir, "/") {
+		ps.Add("TEMP_DIR", c.TempDir, "an absolute directory path such as /tmp")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"CLIENT_HEADER_TIMEOUT", c.ClientHeaderTimeout}, {"CLIENT_BODY_TIMEOUT", c.ClientBodyTimeout},
+		{"CLIENT_SEND_TIMEOUT", c.ClientSendTimeout}, {"KEEPALIVE_TIMEOUT", c.KeepaliveTimeout}} {
+		if d.v <= 0 {
+			ps.Add(d.name, d.v.String(), "a positive duration such as 60s")
+		}
+	}
+	return ps
 }
