@@ -65,37 +65,56 @@ func readResponse(br *bufio.Reader, dst http.Header, method string, r *Response,
 	}
 }
 
+// readResponseOnce reads one response head: the head's bytes, its status
+// line, its fields and the framing of its body.
 func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Response, scratch *[]byte) error {
-	// Collect the head into the connection's scratch buffer.
-	head := (*scratch)[:0]
+	head, lines, err := collectHead(br, (*scratch)[:0])
 	defer func() { *scratch = head[:0] }()
-	var lines int
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			if err == bufio.ErrBufferFull {
-				return ErrBadResponse
-			}
-			if len(head) == 0 && len(line) == 0 {
-				return err // nothing at all: a closed pooled connection (retryable)
-			}
-			// Keep the cause: a timeout is 504, a departed client 499.
-			return fmt.Errorf("%w: %w", ErrBadResponse, err)
-		}
-		head = append(head, line...)
-		lines++
-		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && lines > 1 {
-			break
-		}
-		if len(head) > MaxHeaderBytes*2 {
-			return ErrBadResponse
-		}
+	if err != nil {
+		return err
 	}
 	s := string(head) // the one string every key and value points into
 	*r = Response{ContentLength: -1}
 	nl := strings.IndexByte(s, '\n')
-	statusLine := strings.TrimRight(s[:nl], "\r")
-	s = s[nl+1:]
+	if err := r.parseStatusLine(strings.TrimRight(s[:nl], "\r")); err != nil {
+		return err
+	}
+	cl, err := r.parseFields(s[nl+1:], lines, dst)
+	if err != nil {
+		return err
+	}
+	return r.frame(method, cl, dst)
+}
+
+// collectHead reads a response head, status line to empty line, into buf
+// and counts its lines.
+func collectHead(br *bufio.Reader, buf []byte) (head []byte, lines int, err error) {
+	head = buf
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if err == bufio.ErrBufferFull {
+				return head, lines, ErrBadResponse
+			}
+			if len(head) == 0 && len(line) == 0 {
+				return head, lines, err // nothing at all: a closed pooled connection (retryable)
+			}
+			// Keep the cause: a timeout is 504, a departed client 499.
+			return head, lines, fmt.Errorf("%w: %w", ErrBadResponse, err)
+		}
+		head = append(head, line...)
+		lines++
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && lines > 1 {
+			return head, lines, nil
+		}
+		if len(head) > MaxHeaderBytes*2 {
+			return head, lines, ErrBadResponse
+		}
+	}
+}
+
+// parseStatusLine sets the status, and Close for HTTP/1.0.
+func (r *Response) parseStatusLine(statusLine string) error {
 	proto, rest, ok := strings.Cut(statusLine, " ")
 	if !ok || len(rest) < 3 || (proto != "HTTP/1.1" && proto != "HTTP/1.0") {
 		return ErrBadResponse
@@ -105,15 +124,20 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Respo
 		return ErrBadResponse
 	}
 	r.Status = code
-	http10 := proto == "HTTP/1.0"
-	r.Close = http10
+	r.Close = proto == "HTTP/1.0"
+	return nil
+}
 
+// parseFields reads the header fields of s into dst, as readResponse says,
+// and notes on r what the proxy needs of them. It returns the
+// Content-Length as sent, "" without one.
+func (r *Response) parseFields(s string, lines int, dst http.Header) (cl string, err error) {
+	http10 := r.Close
 	vals := make([]string, 0, lines)
-	if code == http.StatusSwitchingProtocols {
+	if r.Status == http.StatusSwitchingProtocols {
 		r.Raw = make([]Field, 0, lines)
 	}
 	var connTokens []string
-	var cl string
 	for s != "" {
 		nl := strings.IndexByte(s, '\n')
 		line := strings.TrimRight(s[:nl], "\r")
@@ -123,43 +147,29 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Respo
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || !isToken(k) {
-			return ErrBadResponse // also refuses obsolete line folding
+			return "", ErrBadResponse // also refuses obsolete line folding
 		}
 		k = canonicalKey(k)
 		v = strings.Trim(v, " \t")
 		if !validHeaderValue(v) {
-			return ErrBadResponse // a bare CR could split the client's response
+			return "", ErrBadResponse // a bare CR could split the client's response
 		}
 		if r.Raw != nil {
 			r.Raw = append(r.Raw, Field{k, v})
 		}
 		switch k {
 		case "Connection":
-			for rest := v; rest != ""; {
-				var t string
-				t, rest, _ = strings.Cut(rest, ",")
-				t = strings.Trim(t, " \t")
-				switch {
-				case TokenEqual(t, "close"):
-					r.Close = true
-				case TokenEqual(t, "keep-alive"):
-					if http10 {
-						r.Close = false
-					}
-				default:
-					connTokens = append(connTokens, t)
-				}
-			}
+			connTokens = r.connectionTokens(v, http10, connTokens)
 			continue
 		case "Transfer-Encoding":
 			if !TokenEqual(v, "chunked") {
-				return ErrBadResponse
+				return "", ErrBadResponse
 			}
 			r.Chunked = true
 			continue
 		case "Content-Length":
 			if cl != "" && cl != v {
-				return ErrBadResponse
+				return "", ErrBadResponse
 			}
 			cl = v
 		case "Upgrade":
@@ -188,6 +198,33 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Respo
 	for _, t := range connTokens {
 		delete(dst, canonicalKey(t))
 	}
+	return cl, nil
+}
+
+// connectionTokens reads a Connection value: close and keep-alive set
+// Close, other tokens (headers to drop) are appended to tokens.
+func (r *Response) connectionTokens(v string, http10 bool, tokens []string) []string {
+	for rest := v; rest != ""; {
+		var t string
+		t, rest, _ = strings.Cut(rest, ",")
+		t = strings.Trim(t, " \t")
+		switch {
+		case TokenEqual(t, "close"):
+			r.Close = true
+		case TokenEqual(t, "keep-alive"):
+			if http10 {
+				r.Close = false
+			}
+		default:
+			tokens = append(tokens, t)
+		}
+	}
+	return tokens
+}
+
+// frame settles how the body is delimited (RFC 9112 §6.3): none, chunked,
+// Content-Length, or until the upstream closes.
+func (r *Response) frame(method, cl string, dst http.Header) error {
 	noBody := method == http.MethodHead || r.Status < 200 || r.Status == http.StatusNoContent || r.Status == http.StatusNotModified
 	switch {
 	case noBody:
