@@ -71,8 +71,14 @@ func (c Config) Validate() config.Problems {
 		}
 	}
 
-	// Sites: the named ones must match PROXY_SITES, names must be unique,
-	// at most one may be the default, and no exact name may be claimed twice.
+	return append(ps, c.validateSites()...)
+}
+
+// validateSites checks the sites: the named ones must match PROXY_SITES,
+// names must be unique, at most one may be the default, and no exact name
+// may be claimed twice.
+func (c Config) validateSites() config.Problems {
+	var ps config.Problems
 	seen := map[string]bool{}
 	for _, n := range c.SiteNames {
 		ln := strings.ToLower(strings.TrimSpace(n))
