@@ -98,6 +98,30 @@ func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 // handler does not keep them past its return. The body is read from br.
 func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, vals *[]string) error {
 	line, rest := nextLine(head)
+	if err := parseRequestLine(line, r, u); err != nil {
+		return err
+	}
+	f, err := parseRequestFields(rest, r.Header, vals)
+	if err != nil {
+		return err
+	}
+	switch {
+	case f.hosts > 1:
+		return badRequest("more than one Host header")
+	case f.hosts == 0 && r.ProtoMinor == 1 && r.Method != http.MethodConnect:
+		return badRequest("missing required Host header")
+	case !validHost(f.host):
+		return badRequest("malformed Host header")
+	}
+	r.Host = f.host
+	if u.Host != "" {
+		r.Host = u.Host // absolute form: the target's authority wins (RFC 9112 §3.2.2)
+	}
+	return frameRequest(r, br, f)
+}
+
+// parseRequestLine sets the method, target, URL and protocol version.
+func parseRequestLine(line string, r *http.Request, u *url.URL) error {
 	method, line, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(line, " ")
 	if !ok1 || !ok2 || !isToken(method) || target == "" {
@@ -125,47 +149,58 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 		return err
 	}
 	r.URL = u
+	return nil
+}
 
-	h := r.Header
+// framingFields are the fields that frame a request, kept out of the
+// header map: Host, Content-Length and Transfer-Encoding, with how many
+// times each came.
+type framingFields struct {
+	host, cl, te    string
+	hosts, cls, tes int
+}
+
+// parseRequestFields reads the header fields of rest into h; the values
+// share the slice *vals, the connection's.
+func parseRequestFields(rest string, h http.Header, vals *[]string) (f framingFields, err error) {
 	vs := (*vals)[:0]
-	var host, cl, te string
-	var hosts, cls, tes int
 	fields := 0
 	for rest != "" {
+		var line string
 		line, rest = nextLine(rest)
 		if line == "" {
 			break
 		}
 		if fields++; fields > MaxHeaderFields {
-			return errTooManyFields
+			return f, errTooManyFields
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return badRequest("obsolete line folding")
+			return f, badRequest("obsolete line folding")
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || !isToken(k) {
-			return badRequest("malformed header line")
+			return f, badRequest("malformed header line")
 		}
 		v = strings.Trim(v, " \t")
 		if !validHeaderValue(v) {
-			return badRequest("invalid header value")
+			return f, badRequest("invalid header value")
 		}
 		k = canonicalKey(k)
 		switch k {
 		case "Host":
-			host = v
-			hosts++
+			f.host = v
+			f.hosts++
 			continue // r.Host carries it, as with net/http
 		case "Content-Length":
-			if cls > 0 && v != cl {
-				return badRequest("conflicting Content-Length")
+			if f.cls > 0 && v != f.cl {
+				return f, badRequest("conflicting Content-Length")
 			}
-			cl = v
-			cls++
+			f.cl = v
+			f.cls++
 			continue
 		case "Transfer-Encoding":
-			te = v
-			tes++
+			f.te = v
+			f.tes++
 			continue
 		}
 		vs = append(vs, v)
@@ -176,44 +211,36 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 		}
 	}
 	*vals = vs
+	return f, nil
+}
 
-	switch {
-	case hosts > 1:
-		return badRequest("more than one Host header")
-	case hosts == 0 && r.ProtoMinor == 1 && method != http.MethodConnect:
-		return badRequest("missing required Host header")
-	case !validHost(host):
-		return badRequest("malformed Host header")
-	}
-	r.Host = host
-	if u.Host != "" {
-		r.Host = u.Host // absolute form: the target's authority wins (RFC 9112 §3.2.2)
-	}
-
+// frameRequest sets the body from Content-Length and Transfer-Encoding
+// (RFC 9112 §6), and whether the connection closes after the response.
+func frameRequest(r *http.Request, br *bufio.Reader, f framingFields) error {
 	r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
 	var clen uint64
-	if cls > 0 {
+	if f.cls > 0 {
 		// Checked even beside a Transfer-Encoding that overrides it.
-		n, err := strconv.ParseUint(cl, 10, 63)
+		n, err := strconv.ParseUint(f.cl, 10, 63)
 		if err != nil {
 			return badRequest("malformed Content-Length")
 		}
 		clen = n
 	}
 	switch {
-	case tes > 1:
+	case f.tes > 1:
 		return badRequest("more than one Transfer-Encoding header")
-	case tes == 1 && r.ProtoMinor == 0:
+	case f.tes == 1 && r.ProtoMinor == 0:
 		return badRequest("Transfer-Encoding in an HTTP/1.0 request")
-	case tes == 1 && !TokenEqual(te, "chunked"):
+	case f.tes == 1 && !TokenEqual(f.te, "chunked"):
 		return &RequestError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
-	case tes == 1:
+	case f.tes == 1:
 		// With a Content-Length too, chunked wins (RFC 9112 §6.3) and the
 		// handler closes the connection after the response.
 		r.TransferEncoding = hdrChunked
 		r.ContentLength = -1
 		r.Body = &requestBody{r: &chunkedBody{cr: httputil.NewChunkedReader(br), br: br, bad: errBadTrailer}}
-	case cls > 0: // equal values (checked above) frame the body as one
+	case f.cls > 0: // equal values (checked above) frame the body as one
 		r.ContentLength = int64(clen)
 		if clen > 0 {
 			r.Body = &requestBody{r: &lengthBody{br: br, n: int64(clen)}}
@@ -221,7 +248,7 @@ func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, va
 	}
 	// Both framings: chunked was used, and the connection is not trusted
 	// after the response (RFC 9112 §6.3), whatever the handler does.
-	r.Close = wantsClose(r) || tes == 1 && cls > 0
+	r.Close = wantsClose(r) || f.tes == 1 && f.cls > 0
 	return nil
 }
 
