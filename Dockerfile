@@ -1,7 +1,7 @@
 # onebox + the guestbook demo app, in one FROM-scratch image.
 #
 #   docker build -t onebox .            (the legacy builder is enough; no BuildKit syntax)
-#   docker run -p 8080:8080 --read-only --tmpfs /run -e MYSQL_HOST=… onebox
+#   docker run -p 8080:8080 --read-only -e MYSQL_HOST=… onebox
 #
 # Replace the demo by building your own image FROM this one (or COPY the
 # onebox binary) and setting APP_COMMAND / APP_PRESTART / PROXY_ROOT.
@@ -21,9 +21,10 @@ RUN go build -ldflags "-s -w -X main.buildVersion=${VERSION}" -o /out/bin/onebox
  && go build -ldflags "-s -w" -o /out/bin/guestbook ./examples/guestbook
 # The scratch stage has no shell: prepare its few files here. uid/gid 10001 is
 # an unprivileged numeric user that exists in no base image. /run/onebox holds
-# the app socket; /run is mode 1777 like /tmp because a tmpfs mounted over it
-# (read-only root: --tmpfs /run) takes the mode of the directory beneath, so
-# the non-root user can create /run/onebox there too.
+# the app socket when it is writable; on a read-only root with nothing mounted
+# there, the socket is an abstract one that needs no file system. /run is mode
+# 1777 like /tmp because a tmpfs mounted over it (--tmpfs /run) takes the mode
+# of the directory beneath, so the non-root user can create /run/onebox there.
 RUN mkdir -p /out/rootfs/etc /out/rootfs/run/onebox /out/rootfs/tmp /out/rootfs/usr/local /out/rootfs/var/lib/onebox/acme \
  && mv /out/bin /out/rootfs/usr/local/bin \
  && printf 'root:x:0:0:root:/root:/sbin/nologin\nonebox:x:10001:10001:onebox:/nonexistent:/sbin/nologin\n' >/out/rootfs/etc/passwd \

@@ -12,7 +12,7 @@ import (
 type Config struct {
 	Command           string          `env:"COMMAND" help:"worker command, split like a shell would (quotes, backslashes), run without a shell; empty runs no pool"`
 	Dir               string          `env:"DIR" help:"working directory of the workers and of APP_PRESTART"`
-	Bind              string          `env:"BIND" envDefault:"unix:/run/onebox/app.sock" help:"the app socket the workers accept on: unix:/path or host:port"`
+	Bind              string          `env:"BIND" help:"the app socket the workers accept on: unix:/path, unix:@name (abstract) or host:port; empty = unix:/run/onebox/app.sock when /run/onebox is writable, else the abstract unix:@onebox/app.sock (a read-only root needs no writable mount)"`
 	Workers           int             `env:"WORKERS" help:"worker count (alias WEB_CONCURRENCY); 0 = 2 x CPU limit + 1, capped by APP_MAX_WORKERS"`
 	MaxWorkers        int             `env:"MAX_WORKERS" envDefault:"12" help:"cap of the computed default worker count"`
 	Timeout           time.Duration   `env:"TIMEOUT" envDefault:"30s" help:"a worker whose heartbeat is older than this is killed (ABRT, then KILL)"`
@@ -42,12 +42,15 @@ func (c Config) Validate() config.Problems {
 			ps.Add("PRESTART", c.Prestart, err.Error())
 		}
 	}
+	const wantBind = "empty (the default socket), unix:/absolute/path, unix:@abstract-name or host:port"
 	if path, ok := strings.CutPrefix(c.Bind, "unix:"); ok {
-		if !strings.HasPrefix(path, "/") {
-			ps.Add("BIND", c.Bind, "unix:/absolute/path or host:port")
+		if !strings.HasPrefix(path, "/") && (!isAbstract(path) || len(path) < 2) {
+			ps.Add("BIND", c.Bind, wantBind)
 		}
+	} else if c.Bind == "" {
+		// resolveBind picks the default.
 	} else if _, port, err := splitHostPort(c.Bind); err != nil || port == "" {
-		ps.Add("BIND", c.Bind, "unix:/absolute/path or host:port")
+		ps.Add("BIND", c.Bind, wantBind)
 	}
 	if c.Workers < 0 {
 		ps.Add("WORKERS", strconv.Itoa(c.Workers), "a positive number, or 0 for 2 x CPU limit + 1")

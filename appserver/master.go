@@ -178,6 +178,11 @@ func New(cfg Config, deps Deps) (*Master, error) {
 			Int("max_workers", cfg.MaxWorkers).Msg("worker count = 2 x CPU limit + 1, capped by APP_MAX_WORKERS")
 	}
 	m.met.target.Set(float64(m.target))
+	if cfg.Bind == "" {
+		cfg.Bind = resolveBind("", defaultSocketDir)
+		m.cfg.Bind = cfg.Bind
+		m.log.Info().Str("bind", cfg.Bind).Msg("app socket from the default (APP_BIND empty)")
+	}
 	m.network, m.addr = "tcp", cfg.Bind
 	if p, ok := strings.CutPrefix(cfg.Bind, "unix:"); ok {
 		m.network, m.addr = "unix", p
@@ -294,7 +299,7 @@ func (m *Master) Run(ctx context.Context) error {
 // stale socket file removed, but a socket someone still answers on is left
 // alone.
 func (m *Master) bind() error {
-	if m.network == "unix" {
+	if m.network == "unix" && !isAbstract(m.addr) {
 		if err := os.MkdirAll(filepath.Dir(m.addr), 0o755); err != nil {
 			return fmt.Errorf("create socket directory: %w", err)
 		}
@@ -373,7 +378,7 @@ func (m *Master) unbind() {
 	if m.lf != nil {
 		m.lf.Close()
 	}
-	if m.network == "unix" {
+	if m.network == "unix" && !isAbstract(m.addr) {
 		_ = os.Remove(m.addr)
 	}
 }

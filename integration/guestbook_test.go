@@ -129,16 +129,18 @@ func TestGuestbook(t *testing.T) {
 			t.Errorf("image user = %q, want a numeric non-root user", ins.Config.User)
 		}
 		// From inside onebox's PID namespace: every process runs as a non-root
-		// uid, and onebox's root really is read-only: its user cannot write
-		// even to the image's world-writable /tmp, only to the /run tmpfs.
+		// uid, and onebox's root really is read-only with no writable mount:
+		// its user cannot write even to the image's world-writable /tmp or
+		// to /run, and the app socket is the abstract one, which needs none.
 		out := s.sidecar(`for f in /proc/[0-9]*/status; do
 			name=$(awk '/^Name:/{print $2}' $f); uid=$(awk '/^Uid:/{print $2}' $f)
 			case "$name" in onebox|guestbook) echo "$name $uid";; esac
 		done`)
 		fs := s.sidecarAs(ins.Config.User, `touch /proc/1/root/tmp/onebox-write-test 2>&1 || true
-			touch /proc/1/root/run/onebox-write-test && echo run-writable`)
-		if !strings.Contains(fs, "Read-only file system") || !strings.Contains(fs, "run-writable") {
-			t.Errorf("root file system not read-only or /run not writable:\n%s", fs)
+			touch /proc/1/root/run/onebox/write-test 2>&1 || true
+			grep -c '@onebox/app.sock' /proc/1/net/unix`)
+		if strings.Count(fs, "Read-only file system") != 2 || strings.Contains(fs, "\n0") {
+			t.Errorf("root file system not read-only everywhere, or no abstract app socket:\n%s", fs)
 		}
 		procs := 0
 		for _, line := range strings.Split(out, "\n") {
@@ -397,7 +399,6 @@ func TestBadVariable(t *testing.T) {
 				Cmd:      tt.cmd,
 				Env:      tt.env,
 				ReadOnly: true,
-				Tmpfs:    map[string]string{"/run": ""},
 				Network:  "none",
 			})
 			if err != nil {

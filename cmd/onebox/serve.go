@@ -77,7 +77,7 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 			return fmt.Errorf("set up appserver: %w", err)
 		}
 		sup.Add("appserver", master)
-		appBind = s.App.Bind
+		appBind = master.Addr() // APP_BIND, or the default socket the pool chose
 	}
 
 	px, err := proxy.New(s.Proxy, proxy.Deps{
