@@ -45,91 +45,25 @@ var aliases = map[string]string{
 // start. strict turns unknown variables into problems, as `onebox check` does.
 func load(environ map[string]string, strict bool) (Settings, []string, config.Problems) {
 	var (
-		s        Settings
-		ps       config.Problems
-		warnings []string
+		s  Settings
+		ps config.Problems
 	)
 	e := make(map[string]string, len(environ))
 	for k, v := range environ {
 		e[k] = v
 	}
 
-	aliased := map[string]string{} // canonical name → the alias its value came from
-	for alias, canonical := range aliases {
-		if v, ok := e[alias]; ok {
-			if _, set := e[canonical]; !set {
-				e[canonical] = v
-				aliased[canonical] = alias
-			} else if e[canonical] != v {
-				warnings = append(warnings, fmt.Sprintf("%s=%q ignored: %s=%q is set", alias, v, canonical, e[canonical]))
-			}
-		}
-	}
-	// PORT (Heroku, Cloud Run, many PaaS) replaces the port of PROXY_LISTEN.
-	if port, ok := e["PORT"]; ok {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			ps = append(ps, config.Problem{Var: "PORT", Value: port, Want: "a port number from 1 to 65535"})
-		} else {
-			listen := e["PROXY_LISTEN"]
-			if listen == "" {
-				listen = ":8080"
-			}
-			// Keep the host: dropping it would silently widen a loopback-only
-			// listener to every interface.
-			if host, _, err := net.SplitHostPort(listen); err != nil {
-				ps = append(ps, config.Problem{Var: "PROXY_LISTEN", Value: listen,
-					Want: "host:port or :port, whose port PORT then replaces"})
-			} else {
-				e["PROXY_LISTEN"] = net.JoinHostPort(host, port)
-			}
-		}
-	}
+	aliased, warnings := applyAliases(e)
+	ps = append(ps, applyPort(e)...)
 
 	fields := describe(reflect.TypeOf(s), "")
-	for _, f := range fields {
-		if !f.Secret {
-			continue
-		}
-		fileVar := f.Name + "_FILE"
-		path := e[fileVar]
-		if path == "" {
-			continue // unset or empty: as for every variable, empty means not set
-		}
-		if _, both := e[f.Name]; both {
-			ps = append(ps, config.Problem{Var: f.Name, Value: e[f.Name], Secret: true,
-				Want: fmt.Sprintf("either %s or %s, not both", f.Name, fileVar)})
-			continue
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			ps = append(ps, config.Problem{Var: fileVar, Value: path, Want: "a readable file: " + err.Error()})
-			continue
-		}
-		e[f.Name] = strings.TrimSpace(string(b))
-	}
+	ps = append(ps, readSecretFiles(e, fields)...)
 
 	if err := env.ParseWithOptions(&s, env.Options{Environment: e}); err != nil {
 		ps = append(ps, parseProblems(err, fields, e)...)
 	}
 
-	// Named sites: PROXY_SITES=docs,shop reads PROXY_SITE_DOCS_*, PROXY_SITE_SHOP_*.
-	seen := map[string]bool{}
-	for _, name := range s.Proxy.SiteNames {
-		name = strings.TrimSpace(name)
-		if !siteName.MatchString(name) || seen[strings.ToLower(name)] {
-			ps = append(ps, config.Problem{Var: "PROXY_SITES", Value: e["PROXY_SITES"],
-				Want: "distinct site names of letters and digits, comma-separated, such as docs,shop"})
-			continue
-		}
-		seen[strings.ToLower(name)] = true
-		var site proxy.Site
-		prefix := sitePrefix(name)
-		if err := env.ParseWithOptions(&site, env.Options{Environment: e, Prefix: prefix}); err != nil {
-			ps = append(ps, parseProblems(err, describe(reflect.TypeOf(site), prefix), e)...)
-		}
-		site.Name = strings.ToLower(name)
-		s.Proxy.Sites = append(s.Proxy.Sites, site)
-	}
+	ps = append(ps, loadSites(&s, e)...)
 
 	// A variable that did not parse is left at its zero value; validating
 	// that value again would report the same variable twice.
@@ -171,6 +105,100 @@ func load(environ map[string]string, strict bool) (Settings, []string, config.Pr
 		}
 	}
 	return s, warnings, ps
+}
+
+// applyAliases gives each canonical variable the value of its alias when
+// it is not set itself; it returns which canonical names came from an
+// alias, and a warning for each alias a set variable overrides.
+func applyAliases(e map[string]string) (aliased map[string]string, warnings []string) {
+	aliased = map[string]string{} // canonical name → the alias its value came from
+	for alias, canonical := range aliases {
+		if v, ok := e[alias]; ok {
+			if _, set := e[canonical]; !set {
+				e[canonical] = v
+				aliased[canonical] = alias
+			} else if e[canonical] != v {
+				warnings = append(warnings, fmt.Sprintf("%s=%q ignored: %s=%q is set", alias, v, canonical, e[canonical]))
+			}
+		}
+	}
+	return aliased, warnings
+}
+
+// applyPort applies PORT to PROXY_LISTEN.
+func applyPort(e map[string]string) config.Problems {
+	var ps config.Problems
+	// PORT (Heroku, Cloud Run, many PaaS) replaces the port of PROXY_LISTEN.
+	if port, ok := e["PORT"]; ok {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			ps = append(ps, config.Problem{Var: "PORT", Value: port, Want: "a port number from 1 to 65535"})
+		} else {
+			listen := e["PROXY_LISTEN"]
+			if listen == "" {
+				listen = ":8080"
+			}
+			// Keep the host: dropping it would silently widen a loopback-only
+			// listener to every interface.
+			if host, _, err := net.SplitHostPort(listen); err != nil {
+				ps = append(ps, config.Problem{Var: "PROXY_LISTEN", Value: listen,
+					Want: "host:port or :port, whose port PORT then replaces"})
+			} else {
+				e["PROXY_LISTEN"] = net.JoinHostPort(host, port)
+			}
+		}
+	}
+	return ps
+}
+
+// readSecretFiles reads NAME_FILE into NAME for the secret variables.
+func readSecretFiles(e map[string]string, fields []field) config.Problems {
+	var ps config.Problems
+	for _, f := range fields {
+		if !f.Secret {
+			continue
+		}
+		fileVar := f.Name + "_FILE"
+		path := e[fileVar]
+		if path == "" {
+			continue // unset or empty: as for every variable, empty means not set
+		}
+		if _, both := e[f.Name]; both {
+			ps = append(ps, config.Problem{Var: f.Name, Value: e[f.Name], Secret: true,
+				Want: fmt.Sprintf("either %s or %s, not both", f.Name, fileVar)})
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			ps = append(ps, config.Problem{Var: fileVar, Value: path, Want: "a readable file: " + err.Error()})
+			continue
+		}
+		e[f.Name] = strings.TrimSpace(string(b))
+	}
+	return ps
+}
+
+// loadSites parses the named sites' variables into s.Proxy.Sites.
+func loadSites(s *Settings, e map[string]string) config.Problems {
+	var ps config.Problems
+	// Named sites: PROXY_SITES=docs,shop reads PROXY_SITE_DOCS_*, PROXY_SITE_SHOP_*.
+	seen := map[string]bool{}
+	for _, name := range s.Proxy.SiteNames {
+		name = strings.TrimSpace(name)
+		if !siteName.MatchString(name) || seen[strings.ToLower(name)] {
+			ps = append(ps, config.Problem{Var: "PROXY_SITES", Value: e["PROXY_SITES"],
+				Want: "distinct site names of letters and digits, comma-separated, such as docs,shop"})
+			continue
+		}
+		seen[strings.ToLower(name)] = true
+		var site proxy.Site
+		prefix := sitePrefix(name)
+		if err := env.ParseWithOptions(&site, env.Options{Environment: e, Prefix: prefix}); err != nil {
+			ps = append(ps, parseProblems(err, describe(reflect.TypeOf(site), prefix), e)...)
+		}
+		site.Name = strings.ToLower(name)
+		s.Proxy.Sites = append(s.Proxy.Sites, site)
+	}
+	return ps
 }
 
 // parseProblems turns the parser's errors into problems that name the
