@@ -328,16 +328,6 @@ func readyPIDs(s Status) map[int]bool {
 	return pids
 }
 
-func countState(s Status, state WorkerState) int {
-	n := 0
-	for _, w := range s.Workers {
-		if w.State == state {
-			n++
-		}
-	}
-	return n
-}
-
 // metric returns a counter or gauge's value (labels as k=v pairs).
 func (p *pool) metric(name string, labels ...string) float64 {
 	p.t.Helper()

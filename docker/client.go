@@ -38,7 +38,7 @@ type Client struct {
 // New connects to the daemon named by the usual DOCKER_HOST / DOCKER_* variables
 // (the local socket by default) and checks that it answers.
 func New(ctx context.Context) (*Client, error) {
-	api, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("create docker client: %w", err)
 	}

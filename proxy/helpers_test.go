@@ -100,7 +100,6 @@ type rawResponse struct {
 	status int
 	header http.Header
 	body   string
-	raw    string
 }
 
 // rawRequest sends exactly req on a new connection and reads one response.

@@ -85,7 +85,7 @@ func TestUnknownVariables(t *testing.T) {
 				os.WriteFile(f, []byte("pw\n"), 0o600)
 				e[tc.key] = f
 			}
-			_, warnings, ps := load(e, true)
+			_, _, ps := load(e, true)
 			var msg string
 			for _, p := range ps {
 				if p.Var == tc.key {
@@ -99,7 +99,7 @@ func TestUnknownVariables(t *testing.T) {
 				t.Fatalf("%s: problem %q, want one containing %q", tc.key, msg, tc.want)
 			}
 			// At start-up (not strict) the same finding is a warning, not a problem.
-			_, warnings, ps = load(e, false)
+			_, warnings, ps := load(e, false)
 			if len(ps) != 0 {
 				t.Fatalf("non-strict load: problems %v", ps)
 			}
