@@ -19,12 +19,13 @@ project=${COMPOSE_PROJECT_NAME:-$(basename "$repo" | tr 'A-Z' 'a-z' | tr -cd 'a-
 [ -n "$project" ] || die "cannot make a compose project name from $repo: set COMPOSE_PROJECT_NAME"
 
 # compose_db_image FILE prints the db service's image as compose resolves it
-# (.env and the environment included).
+# (.env and the environment included). awk reads to the end: an early exit
+# would fail the pipeline (pipefail) when compose is still writing.
 compose_db_image() {
 	"${compose[@]}" -f "$1" config |
 		awk '/^services:/ { s = 1; next }
 			s && /^[^ ]/ { s = 0 }
 			s && /^  db:/ { d = 1; next }
 			d && /^  [^ ]/ { d = 0 }
-			d && /^    image:/ { gsub(/["'\'']/, "", $2); print $2; exit }' | grep .
+			d && /^    image:/ && !done { gsub(/["'\'']/, "", $2); print $2; done = 1 }' | grep .
 }

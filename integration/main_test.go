@@ -119,39 +119,41 @@ func goImage() string {
 	return "golang (no FROM golang: line in the Dockerfile)"
 }
 
-// buildContext copies the repository's files (tracked, and untracked but not
-// ignored) to build/integration/context and vendors the modules there.
+// buildContext makes build/integration/context with images/context.sh, the
+// offline build context `make up` uses too: the repository's files plus
+// vendor/.
 //
 // Why: containers on the test machines cannot verify the module proxy's TLS
 // certificate (an intercepting egress proxy), so `go mod download` inside the
 // build fails. The Dockerfile builds from vendor/ when the context has one;
-// users' builds, without vendor/, download as usual. The copy keeps vendor/
-// out of the work tree.
+// users' builds, without vendor/, download as usual.
 func buildContext(ctx context.Context, repo string) (string, error) {
 	dir := filepath.Join(repo, "build", "integration", "context")
-	if err := os.RemoveAll(dir); err != nil {
-		return "", err
+	cmd := exec.CommandContext(ctx, filepath.Join(repo, "images", "context.sh"), dir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("images/context.sh %s: %w\n%s", dir, err, out.String())
 	}
+	return dir, nil
+}
+
+// copyTree copies the repository's files (tracked, and untracked but not
+// ignored) to dir: a checkout as a fresh clone of this work tree would be.
+func copyTree(ctx context.Context, repo, dir string) error {
 	list, err := exec.CommandContext(ctx, "git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
 	if err != nil {
-		return "", fmt.Errorf("list repository files: %w", err)
+		return fmt.Errorf("list repository files: %w", err)
 	}
 	for _, name := range strings.Split(string(list), "\x00") {
 		if name == "" {
 			continue
 		}
 		if err := copyFile(filepath.Join(repo, name), filepath.Join(dir, name)); err != nil {
-			return "", err
+			return err
 		}
 	}
-	cmd := exec.CommandContext(ctx, "go", "mod", "vendor")
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go mod vendor in %s: %w\n%s", dir, err, out.String())
-	}
-	return dir, nil
+	return nil
 }
 
 func copyFile(src, dst string) error {
