@@ -1,7 +1,6 @@
 package appserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"onebox/appserver/worker"
+	"onebox/internal/testutil"
 	"onebox/supervisor"
 )
 
@@ -184,29 +184,11 @@ func testWorker(args []string) int {
 // helloBody is the benchmarks' 100-byte answer, as ../shared/bench's.
 var helloBody = []byte("Hello from the benchmark backend. This body is padded to exactly one hundred bytes: 0123456789abcde\n")
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // pool is a running Master under test.
 type pool struct {
 	*Master
 	t      *testing.T
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	err    chan error
@@ -236,7 +218,7 @@ func goCommand(mode ...string) string {
 // startPool runs a Master; tweak may shorten its tunables.
 func startPool(t *testing.T, cfg Config, tweak func(*Master)) *pool {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testutil.SyncBuffer{}
 	log := zerolog.New(buf).With().Str("component", "appserver").Logger()
 	reg := prometheus.NewRegistry()
 	m, err := New(cfg, Deps{Log: log, Metrics: reg, Start: reaper.Start, ShutdownTimeout: 9 * time.Second,

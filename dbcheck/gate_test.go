@@ -12,6 +12,7 @@ import (
 
 	"onebox/config"
 	"onebox/internal/testmariadb"
+	"onebox/internal/testutil"
 )
 
 // TestGateWaitsForServer: the server is down when the gate starts; the gate
@@ -23,7 +24,7 @@ func TestGateWaitsForServer(t *testing.T) {
 	h := startGate(t, serverConfig(s))
 
 	// Observe a few failed attempts before the server comes up.
-	poll(t, 10*time.Second, "three failed attempts", func() bool { return h.status().FailedChecks >= 3 })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "three failed attempts", func() bool { return h.status().FailedChecks >= 3 })
 	select {
 	case <-h.g.Ready():
 		t.Fatal("Ready closed while the server is down")
@@ -166,12 +167,12 @@ func TestDownAndUp(t *testing.T) {
 	h.waitReady(t, 10*time.Second)
 
 	s.Stop()
-	took := poll(t, 10*time.Second, "down after stop", func() bool { return h.g.Check() != nil })
+	took := testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "down after stop", func() bool { return h.g.Check() != nil })
 	if took > 2*cfg.CheckInterval {
 		t.Errorf("down seen %v after the stop, want within two intervals (%v)", took, 2*cfg.CheckInterval)
 	}
 	// Let several checks fail, to show a transition is logged once.
-	poll(t, 10*time.Second, "three failed checks", func() bool { return h.status().FailedChecks >= 3 })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "three failed checks", func() bool { return h.status().FailedChecks >= 3 })
 	if st := h.status(); st.State != StateDown || st.LastError == "" || st.Reason == "" {
 		t.Fatalf("status while down = %+v", st)
 	}
@@ -180,7 +181,7 @@ func TestDownAndUp(t *testing.T) {
 	}
 
 	s.Start()
-	took = poll(t, 10*time.Second, "up after restart", func() bool { return h.g.Check() == nil })
+	took = testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "up after restart", func() bool { return h.g.Check() == nil })
 	if took > 2*cfg.CheckInterval {
 		t.Errorf("up seen %v after the restart, want within two intervals (%v)", took, 2*cfg.CheckInterval)
 	}
@@ -235,14 +236,14 @@ func TestPasswordFile(t *testing.T) {
 	// Rotate: the server's password changes, the file does not yet.
 	newPassword := "rotated-" + rand.Text()
 	s.RootExec("ALTER USER '" + s.User + "'@'%' IDENTIFIED BY '" + newPassword + "'")
-	poll(t, 10*time.Second, "down with the old password", func() bool { return h.g.Check() != nil })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "down with the old password", func() bool { return h.g.Check() != nil })
 	if st := h.status(); st.Reason != "access denied" {
 		t.Fatalf("reason = %q, want access denied", st.Reason)
 	}
 	if err := os.WriteFile(file, []byte("  "+newPassword+"\r\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 10*time.Second, "up with the new password", func() bool { return h.g.Check() == nil })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "up with the new password", func() bool { return h.g.Check() == nil })
 	exposed := h.exposed(t, nil)
 	assertNoSecret(t, s.Password, exposed)
 	assertNoSecret(t, newPassword, exposed)
@@ -303,7 +304,7 @@ func TestNotAffectingReadiness(t *testing.T) {
 		CheckInterval: testInterval, CheckTimeout: testTimeout,
 	}
 	h := startGate(t, cfg)
-	poll(t, 10*time.Second, "a failed check", func() bool { return h.status().FailedChecks >= 1 })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "a failed check", func() bool { return h.status().FailedChecks >= 1 })
 	if err := h.g.Check(); err != nil {
 		t.Fatalf("Check = %v, want nil with AffectsReadiness off", err)
 	}
@@ -319,7 +320,7 @@ func TestStopDuringGate(t *testing.T) {
 		CheckInterval: time.Hour, CheckTimeout: testTimeout,
 	}
 	h := startGate(t, cfg)
-	poll(t, 10*time.Second, "a failed check", func() bool { return h.status().FailedChecks >= 1 })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "a failed check", func() bool { return h.status().FailedChecks >= 1 })
 	h.cancel()
 	if err := h.result(t, time.Second); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)

@@ -146,21 +146,6 @@ func (h *harness) waitReady(t *testing.T, limit time.Duration) {
 
 func (h *harness) status() Status { return h.g.Status().(Status) }
 
-// poll observes cond every 5ms until it holds or limit passes, and returns
-// how long it took. It only observes the gate's state; it synchronises
-// nothing.
-func poll(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) int {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"onebox/internal/testmariadb"
+	"onebox/internal/testutil"
 	"onebox/supervisor"
 )
 
@@ -90,11 +91,11 @@ func TestSupervisedReadiness(t *testing.T) {
 	logs := &logBuffer{}
 	sup, done := runSupervised(t, serverConfig(s), logs)
 	ready := func() bool { code, _ := get(t, sup, "/readyz"); return code == http.StatusOK }
-	poll(t, 10*time.Second, "admin endpoint bound", func() bool { return sup.AdminAddr() != "" })
-	poll(t, 10*time.Second, "ready", ready)
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "admin endpoint bound", func() bool { return sup.AdminAddr() != "" })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "ready", ready)
 
 	s.Stop()
-	poll(t, 10*time.Second, "not ready while the database is down", func() bool { return !ready() })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "not ready while the database is down", func() bool { return !ready() })
 	code, body := get(t, sup, "/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "dbcheck") || !strings.Contains(body, "connection") {
 		t.Errorf("/readyz while down = %d %q, want 503 naming dbcheck and the reason", code, body)
@@ -119,7 +120,7 @@ func TestSupervisedReadiness(t *testing.T) {
 	}
 
 	s.Start()
-	poll(t, 10*time.Second, "ready again", ready)
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "ready again", ready)
 	select {
 	case err := <-done:
 		t.Fatalf("supervisor stopped (%v): a database outage must not stop the box", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"onebox/config"
+	"onebox/internal/testutil"
 	"onebox/supervisor"
 )
 
@@ -91,18 +92,6 @@ func get(t *testing.T, sup *supervisor.Supervisor, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// eventually polls an observable condition (an HTTP answer), bounded.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestReadinessFollowsStartOrderAndChecks(t *testing.T) {
 	a, b := newGated(), newGated()
 	sup, stop := startSupervisor(t, supervisor.Config{}, a, b)
@@ -119,7 +108,7 @@ func TestReadinessFollowsStartOrderAndChecks(t *testing.T) {
 	}
 	close(a.ready)
 	// b starts only after a is ready; the box is ready only after b is.
-	eventually(t, "second starting", func() bool {
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, "second starting", func() bool {
 		_, st := get(t, sup, "/status")
 		return strings.Contains(st, `"name": "second",
       "state": "starting"`)
@@ -128,7 +117,7 @@ func TestReadinessFollowsStartOrderAndChecks(t *testing.T) {
 		t.Fatalf("/readyz with the second component not ready = %d, want 503", code)
 	}
 	close(b.ready)
-	eventually(t, "ready after both", func() bool { c, _ := get(t, sup, "/readyz"); return c == 200 })
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, "ready after both", func() bool { c, _ := get(t, sup, "/readyz"); return c == 200 })
 
 	msg := "database unreachable"
 	a.down.Store(&msg)
@@ -168,7 +157,7 @@ func TestControlRoutes(t *testing.T) {
 	g := newGated()
 	close(g.ready)
 	sup, _ := startSupervisor(t, supervisor.Config{AdminToken: config.Secret("s3cret")}, g)
-	eventually(t, "ready", func() bool { c, _ := get(t, sup, "/readyz"); return c == 200 })
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, "ready", func() bool { c, _ := get(t, sup, "/readyz"); return c == 200 })
 
 	post := func(path string) (int, string) {
 		resp, err := http.Post("http://"+sup.AdminAddr()+path, "", nil)

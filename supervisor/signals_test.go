@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"onebox/internal/testutil"
 	"onebox/supervisor"
 )
 
@@ -87,7 +88,7 @@ func TestSignalsReachComponentsAndStopIsReversed(t *testing.T) {
 	sup.Add("second", second)
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(context.Background()) }()
-	eventually(t, "ready", func() bool { return sup.AdminAddr() != "" && sup.Ready() == nil })
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, "ready", func() bool { return sup.AdminAddr() != "" && sup.Ready() == nil })
 
 	self := os.Getpid()
 	for _, tc := range []struct {

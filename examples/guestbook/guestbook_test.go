@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +28,7 @@ import (
 
 	"onebox/appserver"
 	"onebox/internal/testmariadb"
+	"onebox/internal/testutil"
 	"onebox/supervisor"
 )
 
@@ -476,7 +476,7 @@ func TestAPIWithMariaDB(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer lock.ExecContext(context.Background(), "UNLOCK TABLES")
-		var logs syncBuffer
+		var logs testutil.SyncBuffer
 		a := &app{db: db, log: log.New(&logs, "", 0), timeout: 500 * time.Millisecond}
 		codes := make(chan int, 1)
 		h := a.handler(false)
@@ -507,7 +507,7 @@ func TestAPIWithMariaDB(t *testing.T) {
 			}
 			clientErr <- err
 		}()
-		waitFor(t, "the INSERT waiting for the lock", func() bool {
+		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, "the INSERT waiting for the lock", func() bool {
 			var n int
 			err := lock.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO messages%'").Scan(&n)
 			return err == nil && n > 0
@@ -522,18 +522,6 @@ func TestAPIWithMariaDB(t *testing.T) {
 	})
 }
 
-// waitFor polls cond, for conditions that have no signal of their own.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // statusRecorder remembers the status a handler wrote.
 type statusRecorder struct {
 	http.ResponseWriter
@@ -543,33 +531,6 @@ type statusRecorder struct {
 func (r *statusRecorder) WriteHeader(code int) {
 	r.code = code
 	r.ResponseWriter.WriteHeader(code)
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger in a server goroutine and
-// the test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Len() int { return len(b.String()) }
-
-func (b *syncBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }
 
 // TestUnderThePool runs the guestbook as onebox runs it: `guestbook migrate`

@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"onebox/internal/testutil"
 	"onebox/proxy/internal/h1/h1test"
 )
 
@@ -136,28 +136,10 @@ func TestH1ReadFromShortFile(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for the connection goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestH1HandlerPanic: a panicking handler loses its connection (logged,
 // unless it is http.ErrAbortHandler), not the server.
 func TestH1HandlerPanic(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	_, addr := serveH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/panic":
