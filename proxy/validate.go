@@ -82,8 +82,8 @@ func (c Config) validateSites() config.Problems {
 	seen := map[string]bool{}
 	for _, n := range c.SiteNames {
 		ln := strings.ToLower(strings.TrimSpace(n))
-		if !siteNameRE.MatchString(ln) {
-			ps.Add("SITES", n, "site names of letters, digits and underscores")
+		if !ValidSiteName(n) {
+			ps.Add("SITES", n, "site names of letters and digits only, such as docs,shop (a name becomes part of PROXY_SITE_<NAME>_* variable names)")
 		} else if seen[ln] {
 			ps.Add("SITES", n, "each site name once")
 		}
@@ -122,7 +122,15 @@ func (c Config) validateSites() config.Problems {
 	return ps
 }
 
-var siteNameRE = regexp.MustCompile(`^[a-z0-9_]+$`)
+// siteNameRE is the rule for the names in PROXY_SITES. No underscore: a
+// site "a_server" would make PROXY_SITE_A_SERVER_NAMES ambiguous with the
+// SERVER_NAMES of a site "a".
+var siteNameRE = regexp.MustCompile(`^[A-Za-z0-9]+$`)
+
+// ValidSiteName reports whether name (surrounding spaces ignored) may be a
+// site name in PROXY_SITES: letters and digits, in any case. Validate says
+// why not.
+func ValidSiteName(name string) bool { return siteNameRE.MatchString(strings.TrimSpace(name)) }
 
 func siteLabel(name string) string {
 	if name == "" {

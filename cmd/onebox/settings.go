@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -31,8 +30,6 @@ type Settings struct {
 
 // sitePrefix is where a named site's settings live: PROXY_SITE_DOCS_ROOT.
 func sitePrefix(name string) string { return "PROXY_SITE_" + strings.ToUpper(name) + "_" }
-
-var siteName = regexp.MustCompile(`^[A-Za-z0-9]+$`)
 
 // aliases users expect from other tools: the alias applies when the canonical
 // variable is not set.
@@ -184,10 +181,8 @@ func loadSites(s *Settings, e map[string]string) config.Problems {
 	seen := map[string]bool{}
 	for _, name := range s.Proxy.SiteNames {
 		name = strings.TrimSpace(name)
-		if !siteName.MatchString(name) || seen[strings.ToLower(name)] {
-			ps = append(ps, config.Problem{Var: "PROXY_SITES", Value: e["PROXY_SITES"],
-				Want: "distinct site names of letters and digits, comma-separated, such as docs,shop"})
-			continue
+		if !proxy.ValidSiteName(name) || seen[strings.ToLower(name)] {
+			continue // proxy.Config.Validate names the problem
 		}
 		seen[strings.ToLower(name)] = true
 		var site proxy.Site

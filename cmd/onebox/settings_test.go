@@ -220,6 +220,10 @@ func TestNamedSites(t *testing.T) {
 	if len(ps) == 0 || ps[0].Var != "PROXY_SITES" {
 		t.Fatalf("duplicate site names: problems %v, want PROXY_SITES", ps)
 	}
+	_, _, ps = load(base(t, "PROXY_SITES", "docs,my_shop"), true)
+	if len(ps) != 1 || ps[0].Var != "PROXY_SITES" || ps[0].Value != "my_shop" {
+		t.Fatalf("site name with an underscore: problems %v, want one, PROXY_SITES=my_shop", ps)
+	}
 }
 
 func TestCheckCommand(t *testing.T) {
