@@ -19,6 +19,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 
+	"onebox/internal/browsertest"
 	"onebox/internal/testmariadb"
 )
 
@@ -158,6 +159,8 @@ func TestFlaskGuestbookWithMariaDB(t *testing.T) {
 	if resp.StatusCode != 200 || string(page) != string(want) {
 		t.Errorf("GET / = %d, %d bytes; want the guestbook page", resp.StatusCode, len(page))
 	}
+	// The page in a real browser, on Flask's API.
+	browsertest.GuestbookCheck(t, base)
 	// A graceful stop: SIGTERM drains and exits 0.
 	_ = srv.Process.Signal(syscall.SIGTERM)
 	if err := srv.Wait(); err != nil {
