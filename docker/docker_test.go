@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"onebox/internal/testutil"
 )
 
 // baseImage is built by `make images` (images/debian-base.sh).
@@ -95,19 +97,6 @@ func service(t *testing.T, c *Client, cp *Compose, name string) Container {
 		t.Fatal(err)
 	}
 	return ct
-}
-
-// eventually retries cond until it holds or d passes: for effects that the
-// container reports only in its output.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestNegotiatesAPIVersion(t *testing.T) {
@@ -223,7 +212,7 @@ func TestSignalsStopStartPause(t *testing.T) {
 	if err := c.Kill(ctx, app.ID, "HUP"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "trap reports HUP", func() bool {
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, "trap reports HUP", func() bool {
 		logs, err := c.Logs(ctx, app.ID)
 		return err == nil && strings.Contains(logs, "got HUP")
 	})
