@@ -59,6 +59,10 @@ type Deps struct {
 	// CPUs is the CPU limit for the default worker count; 0 detects it from
 	// the cgroup.
 	CPUs float64
+	// PrestartLock, if set, is taken before APP_PRESTART runs and released
+	// after it ends, so replicas sharing a database run it in turn
+	// ((*dbcheck.Gate).Lock). Nil runs the prestart command unlocked.
+	PrestartLock func(ctx context.Context) (release func(), err error)
 }
 
 // Master is the pool: a supervisor component (Run, Ready, Reload, Scale,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -462,6 +463,54 @@ func TestPrestart(t *testing.T) {
 				t.Error("prestart output not in the log")
 			}
 		})
+	}
+}
+
+// TestPrestartLock: Deps.PrestartLock is held for the whole prestart
+// command and released before the pool starts; a lock that fails stops
+// the pool with an error that says so.
+func TestPrestartLock(t *testing.T) {
+	t.Parallel()
+	marker := filepath.Join(t.TempDir(), "migrated")
+	cfg := testConfig(t, goCommand("go"))
+	cfg.Prestart = "'" + os.Args[0] + "' test-worker prestart " + marker + " 0"
+	var events []string // written by Run's goroutine before ready, read after
+	exists := func() string {
+		if _, err := os.Stat(marker); err != nil {
+			return "absent"
+		}
+		return "present"
+	}
+	p := startPool(t, cfg, func(m *Master) {
+		m.deps.PrestartLock = func(context.Context) (func(), error) {
+			events = append(events, "lock: marker "+exists())
+			return func() { events = append(events, "release: marker "+exists()) }, nil
+		}
+	})
+	p.waitReady()
+	want := []string{"lock: marker absent", "release: marker present"}
+	if !slices.Equal(events, want) {
+		t.Errorf("lock events %q, want %q", events, want)
+	}
+
+	cfg = testConfig(t, goCommand("go"))
+	cfg.Prestart = "'" + os.Args[0] + "' test-worker prestart " + marker + "2 0"
+	p = startPool(t, cfg, func(m *Master) {
+		m.deps.PrestartLock = func(context.Context) (func(), error) {
+			return nil, errors.New("connection refused")
+		}
+	})
+	select {
+	case err := <-p.err:
+		p.err <- err
+		if err == nil || !strings.Contains(err.Error(), "prestart lock: connection refused") {
+			t.Errorf("Run = %v, want the lock's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a failed prestart lock did not stop the pool")
+	}
+	if _, err := os.Stat(marker + "2"); err == nil {
+		t.Error("prestart ran without its lock")
 	}
 }
 

@@ -46,6 +46,16 @@ func (m *Master) endPrestart(pid int, exited <-chan process.Exit) {
 // runPrestart runs APP_PRESTART once, logging its output as worker 0; a
 // non-zero exit stops the pool (and the container) with its exit code.
 func (m *Master) runPrestart(ctx context.Context) error {
+	if m.deps.PrestartLock != nil {
+		release, err := m.deps.PrestartLock(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for the lock
+			}
+			return fmt.Errorf("prestart lock: %w", err)
+		}
+		defer release()
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("create prestart pipe: %w", err)

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -340,15 +339,11 @@ func (g *Gate) Status() any {
 // itself is checked every time), logged in as the app's user to the app's
 // database, running SELECT 1. The error is always a *CheckError.
 func (g *Gate) probe(ctx context.Context) (time.Duration, error) {
-	password := g.cfg.Password.Reveal()
-	if g.cfg.PasswordFile != "" {
-		// Read at every check: a secret mounted late or rotated is picked up
-		// without a restart.
-		b, err := os.ReadFile(g.cfg.PasswordFile)
-		if err != nil {
-			return 0, &CheckError{Reason: ReasonPasswordFile, Detail: err.Error(), err: err}
-		}
-		password = strings.TrimSpace(string(b))
+	// Read at every check: a secret mounted late or rotated is picked up
+	// without a restart.
+	password, err := g.password()
+	if err != nil {
+		return 0, &CheckError{Reason: ReasonPasswordFile, Detail: err.Error(), err: err}
 	}
 	c := g.driverConfig(password)
 	connector, err := mysql.NewConnector(c)

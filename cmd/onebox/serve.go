@@ -46,6 +46,7 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 	sup := supervisor.New(s.Onebox, log.With().Str("component", "supervisor").Logger(), sigs)
 	reg := sup.Registry()
 
+	var prestartLock func(context.Context) (func(), error)
 	if s.MySQL.Enabled() {
 		gate, err := dbcheck.New(s.MySQL, dbcheck.Deps{
 			Log:     log.With().Str("component", "dbcheck").Logger(),
@@ -55,6 +56,9 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 			return fmt.Errorf("set up dbcheck: %w", err)
 		}
 		sup.Add("dbcheck", gate)
+		prestartLock = func(ctx context.Context) (func(), error) {
+			return gate.Lock(ctx, dbcheck.PrestartLockName)
+		}
 	}
 
 	appBind := ""
@@ -72,6 +76,7 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 			ShutdownTimeout: s.Onebox.ShutdownTimeout,
 			StopDeadline:    sup.StopDeadline,
 			Shim:            []string{self, appserver.ShimArg},
+			PrestartLock:    prestartLock,
 		})
 		if err != nil {
 			return fmt.Errorf("set up appserver: %w", err)
