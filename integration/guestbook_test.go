@@ -55,6 +55,8 @@ func TestGuestbook(t *testing.T) {
 		t.Logf("dump %d bytes: %s", len(dump), firstLineWith(dump, text))
 	})
 
+	t.Run("page in Chromium", func(t *testing.T) { pageInChromium(t, s) })
+
 	t.Run("second site chosen by Host header", func(t *testing.T) {
 		tests := []struct{ host, want string }{
 			{docsHost, docsIndex},
