@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"onebox/docker"
+	"onebox/internal/testutil"
 )
 
 // TestGuestbook runs the scenarios that leave the stack running on one
@@ -173,7 +174,7 @@ func TestGuestbook(t *testing.T) {
 		}
 		victim := before[0]
 		s.sidecar(fmt.Sprintf("kill -KILL %d", victim))
-		eventually(t, 30*time.Second, "a new worker replaces the killed one", func() (bool, string) {
+		testutil.EventuallyWhy(t, 30*time.Second, 200*time.Millisecond, "a new worker replaces the killed one", func() (bool, string) {
 			now := s.status().workerPids()
 			return len(now) == workers && !slices.Contains(now, victim), fmt.Sprint(now)
 		})
@@ -190,7 +191,7 @@ func TestGuestbook(t *testing.T) {
 			if err := s.dc.Kill(s.ctx(time.Minute), s.onebox.ID, step.signal); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 30*time.Second, step.signal+" changes the worker count", func() (bool, string) {
+			testutil.EventuallyWhy(t, 30*time.Second, 200*time.Millisecond, step.signal+" changes the worker count", func() (bool, string) {
 				now := s.status().workerPids()
 				return len(now) == step.want, fmt.Sprint(now)
 			})
@@ -208,7 +209,7 @@ func TestGuestbook(t *testing.T) {
 			if err := s.dc.Kill(s.ctx(time.Minute), s.onebox.ID, "HUP"); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, time.Minute, fmt.Sprintf("reload %d replaces every worker", i), func() (bool, string) {
+			testutil.EventuallyWhy(t, time.Minute, 200*time.Millisecond, fmt.Sprintf("reload %d replaces every worker", i), func() (bool, string) {
 				now := s.status().workerPids()
 				for _, p := range now {
 					if slices.Contains(old, p) {
@@ -233,7 +234,7 @@ func TestGuestbook(t *testing.T) {
 		// Each subshell starts a sleep and exits at once: the sleeps are
 		// orphans, re-parented to PID 1 of the namespace, onebox.
 		s.sidecar(`for i in 1 2 3 4 5; do ( sleep 0.5 & ); done; echo started`)
-		eventually(t, 30*time.Second, "onebox reaps the five orphans", func() (bool, string) {
+		testutil.EventuallyWhy(t, 30*time.Second, 200*time.Millisecond, "onebox reaps the five orphans", func() (bool, string) {
 			st := s.status()
 			return st.Orphans >= before+5, fmt.Sprintf("orphans_reaped %d → %d", before, st.Orphans)
 		})
@@ -273,7 +274,7 @@ func TestGuestbook(t *testing.T) {
 				t.Fatal(err)
 			}
 			cut := time.Now()
-			eventually(t, 15*time.Second, "onebox not ready (onebox health fails)", func() (bool, string) {
+			testutil.EventuallyWhy(t, 15*time.Second, 200*time.Millisecond, "onebox not ready (onebox health fails)", func() (bool, string) {
 				res := s.exec("onebox", "health")
 				return res.ExitCode != 0, strings.TrimSpace(res.Stdout + res.Stderr)
 			})
@@ -281,7 +282,7 @@ func TestGuestbook(t *testing.T) {
 			if st := s.status(); st.Ready || !strings.Contains(st.raw, "dbcheck") {
 				t.Errorf("status while the database is %s: ready=%v, not_ready=%q", o.name, st.Ready, st.NotReady)
 			}
-			eventually(t, 15*time.Second-time.Since(cut), "the API answers 503", func() (bool, string) {
+			testutil.EventuallyWhy(t, 15*time.Second-time.Since(cut), 200*time.Millisecond, "the API answers 503", func() (bool, string) {
 				code, body, err := s.get("/api/messages", "")
 				return code == http.StatusServiceUnavailable, fmt.Sprint(code, " ", body, " ", err)
 			})
@@ -293,12 +294,12 @@ func TestGuestbook(t *testing.T) {
 				t.Fatal(err)
 			}
 			restored := time.Now()
-			eventually(t, 90*time.Second, "onebox ready again", func() (bool, string) {
+			testutil.EventuallyWhy(t, 90*time.Second, 200*time.Millisecond, "onebox ready again", func() (bool, string) {
 				res := s.exec("onebox", "health")
 				return res.ExitCode == 0, strings.TrimSpace(res.Stdout + res.Stderr)
 			})
 			t.Logf("%s: ready %s after the database was back", o.name, time.Since(restored).Round(100*time.Millisecond))
-			eventually(t, 30*time.Second, "the API answers 200 again", func() (bool, string) {
+			testutil.EventuallyWhy(t, 30*time.Second, 200*time.Millisecond, "the API answers 200 again", func() (bool, string) {
 				code, body, err := s.get("/api/messages", "")
 				return code == http.StatusOK, fmt.Sprint(code, " ", body, " ", err)
 			})

@@ -308,20 +308,3 @@ func (st status) workerPids() []int {
 	sort.Ints(pids)
 	return pids
 }
-
-// eventually retries cond every 200 ms until it holds or d passes. For state
-// that the box only reports when asked (status, readiness, /proc).
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last: %s)", what, d, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
