@@ -146,9 +146,17 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	// Small buffers and logs: a test server holds a few rows, and the
 	// defaults (128M pool, 96M redo log) would cost disk and start time.
+	tmp := filepath.Join(base, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatalf("testmariadb: create tmpdir: %v", err)
+	}
 	common := []string{
 		"--no-defaults",
 		"--datadir=" + data,
+		// A private tmpdir: mariadbd deletes every #sql* file in its
+		// tmpdir when it starts, so with the shared /tmp one test's server
+		// starting removes another's bootstrap temp tables under it.
+		"--tmpdir=" + tmp,
 		"--innodb-buffer-pool-size=16M",
 		"--innodb-log-file-size=8M",
 	}
