@@ -13,7 +13,9 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
@@ -26,6 +28,8 @@ type manifests struct {
 	deployments []*appsv1.Deployment
 	services    []*corev1.Service
 	secrets     []*corev1.Secret
+	pdbs        []*policyv1.PodDisruptionBudget
+	hpas        []*autoscalingv2.HorizontalPodAutoscaler
 }
 
 func loadManifests(t *testing.T) manifests {
@@ -76,6 +80,12 @@ func (m *manifests) add(doc []byte) error {
 	case corev1.SchemeGroupVersion.WithKind("Secret"):
 		s := &corev1.Secret{}
 		m.secrets, obj = append(m.secrets, s), s
+	case policyv1.SchemeGroupVersion.WithKind("PodDisruptionBudget"):
+		p := &policyv1.PodDisruptionBudget{}
+		m.pdbs, obj = append(m.pdbs, p), p
+	case autoscalingv2.SchemeGroupVersion.WithKind("HorizontalPodAutoscaler"):
+		h := &autoscalingv2.HorizontalPodAutoscaler{}
+		m.hpas, obj = append(m.hpas, h), h
 	default:
 		return errors.New("unexpected kind " + gvk.String())
 	}
@@ -91,9 +101,9 @@ func (m *manifests) add(doc []byte) error {
 
 func TestK8sManifests(t *testing.T) {
 	m := loadManifests(t)
-	if len(m.deployments) != 1 || len(m.services) != 1 || len(m.secrets) != 1 {
-		t.Fatalf("want one Deployment, Service and Secret; got %d, %d, %d",
-			len(m.deployments), len(m.services), len(m.secrets))
+	if len(m.deployments) != 1 || len(m.services) != 1 || len(m.secrets) != 1 || len(m.pdbs) != 1 || len(m.hpas) != 1 {
+		t.Fatalf("want one Deployment, Service, Secret, PodDisruptionBudget and HorizontalPodAutoscaler; got %d, %d, %d, %d, %d",
+			len(m.deployments), len(m.services), len(m.secrets), len(m.pdbs), len(m.hpas))
 	}
 	d := m.deployments[0]
 	pod := d.Spec.Template.Spec
@@ -114,6 +124,9 @@ func TestK8sManifests(t *testing.T) {
 	checkSecurity(t, pod, c)
 	checkK8sSecret(t, pod, c, env, m.secrets[0])
 	checkService(t, d, c, m.services[0])
+	checkSelector(t, d)
+	checkHPA(t, d, c, m.hpas[0])
+	checkPDB(t, d, m.pdbs[0], *m.hpas[0].Spec.MinReplicas)
 }
 
 func checkProbes(t *testing.T, c corev1.Container) {
