@@ -9,6 +9,7 @@ Settings are the MYSQL_* variables onebox's database gate reads too.
 
 import os
 import sys
+import time
 import unicodedata
 
 import pymysql
@@ -147,6 +148,37 @@ def post_message():
 def page():
     # Under onebox the proxy serves static/ from PROXY_ROOT; this is for running alone.
     return send_from_directory(os.path.join(os.path.dirname(os.path.abspath(__file__)), "static"), "index.html")
+
+
+# Test-only routes, off unless GUESTBOOK_TEST_ROUTES=1 (the compose suite sets
+# it in its override, never compose.yaml): a slow request for a graceful stop, a
+# hung one for APP_TIMEOUT, and a leak for APP_MAX_WORKER_MEMORY. They are not
+# part of the guestbook; do not set the variable in production.
+_leak = []
+
+
+def test_routes():
+    @app.get("/test/slow")
+    def slow():
+        seconds = float(request.args.get("s", "2"))
+        time.sleep(min(seconds, 30))
+        return jsonify(slept=seconds, pid=os.getpid())
+
+    @app.get("/test/hang")
+    def hang():
+        while True:
+            time.sleep(1)
+
+    @app.get("/test/grow")
+    def grow():
+        mib = min(int(request.args.get("mib", "64")), 512)
+        # Written bytes, so the pages are resident (a calloc'd buffer is not).
+        _leak.append(b"\x01" * (mib << 20))
+        return jsonify(held_mib=sum(len(b) for b in _leak) >> 20, pid=os.getpid())
+
+
+if os.environ.get("GUESTBOOK_TEST_ROUTES") == "1":
+    test_routes()
 
 
 def migrate():

@@ -148,6 +148,12 @@ func TestFlaskGuestbookWithMariaDB(t *testing.T) {
 	if code, _ := do("GET", "/api/messages?limit=0", "", ""); code != 400 {
 		t.Errorf("limit=0: %d, want 400", code)
 	}
+	// The compose suite's test-only routes are off unless GUESTBOOK_TEST_ROUTES=1.
+	for _, path := range []string{"/test/slow", "/test/hang", "/test/grow"} {
+		if code, _ := do("GET", path, "", ""); code != http.StatusNotFound {
+			t.Errorf("GET %s without GUESTBOOK_TEST_ROUTES = %d, want 404", path, code)
+		}
+	}
 	resp, err := http.Get(base + "/")
 	if err != nil {
 		t.Fatal(err)
