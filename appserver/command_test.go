@@ -44,12 +44,12 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("valid config: %v", ps)
 	}
 	bad := Config{Command: "app 'x", Prestart: `m "`, PrestartTimeout: 0, Bind: "unix:rel.sock", Workers: -1, MaxWorkers: 0,
-		MaxRequests: -1, MaxRequestsJitter: -1}
+		MaxRequests: -1, MaxRequestsJitter: -1, WorkerConnections: -1}
 	var vars []string
 	for _, p := range bad.Validate() {
 		vars = append(vars, p.Var)
 	}
-	want := []string{"COMMAND", "PRESTART", "BIND", "WORKERS", "MAX_WORKERS", "TIMEOUT", "BOOT_TIMEOUT", "GRACEFUL_TIMEOUT", "PRESTART_TIMEOUT", "MAX_REQUESTS", "MAX_REQUESTS_JITTER"}
+	want := []string{"COMMAND", "PRESTART", "BIND", "WORKERS", "MAX_WORKERS", "TIMEOUT", "BOOT_TIMEOUT", "GRACEFUL_TIMEOUT", "PRESTART_TIMEOUT", "MAX_REQUESTS", "WORKER_CONNECTIONS", "MAX_REQUESTS_JITTER"}
 	if !reflect.DeepEqual(vars, want) {
 		t.Errorf("problems for %v, want every one of %v", vars, want)
 	}

@@ -21,6 +21,7 @@ type Config struct {
 	MaxRequests       int             `env:"MAX_REQUESTS" envDefault:"0" help:"recycle a worker after this many requests; 0 = never"`
 	MaxRequestsJitter int             `env:"MAX_REQUESTS_JITTER" envDefault:"0" help:"add up to this many requests at random to APP_MAX_REQUESTS, so workers do not recycle together"`
 	Threads           int             `env:"THREADS" envDefault:"1" help:"threads per worker for workers that take them (onebox_worker reads it as ONEBOX_THREADS); 1 = sync: a request that runs longer than APP_TIMEOUT is killed, as gunicorn's sync worker"`
+	WorkerConnections int             `env:"WORKER_CONNECTIONS" envDefault:"0" help:"connections one worker serves at once, for a worker that serves a kept-alive connection to its end before it accepts the next (a single-threaded keep-alive server such as Python's http.server): the proxy then opens at most APP_WORKERS x this many to the pool and queues the other requests, at most PROXY_READ_TIMEOUT (504 past it), until one is free, as nginx's max_conns; 0 = no bound (Go workers, onebox_worker, gunicorn, uvicorn and node accept more connections than they serve requests)"`
 	MaxWorkerMemory   config.ByteSize `env:"MAX_WORKER_MEMORY" envDefault:"0" help:"recycle a worker whose resident memory (with its child processes) is above this, replacement first (k, m, g suffixes); 0 = never"`
 	Prestart          string          `env:"PRESTART" help:"command run once after the database gate and before the workers (migrations); non-zero exit stops the container"`
 	PrestartTimeout   time.Duration   `env:"PRESTART_TIMEOUT" envDefault:"10m" help:"APP_PRESTART must finish within this, or it is stopped (TERM, then KILL) and the container exits non-zero"`
@@ -76,6 +77,9 @@ func (c Config) Validate() config.Problems {
 	if c.Threads < 0 {
 		// 0 is taken as 1: a Config built in code leaves it unset.
 		ps.Add("THREADS", strconv.Itoa(c.Threads), "1 (sync) or more")
+	}
+	if c.WorkerConnections < 0 {
+		ps.Add("WORKER_CONNECTIONS", strconv.Itoa(c.WorkerConnections), "0 (no bound) or a positive number")
 	}
 	if c.MaxWorkerMemory < 0 {
 		ps.Add("MAX_WORKER_MEMORY", c.MaxWorkerMemory.String(), "0 (never) or a size such as 512m")

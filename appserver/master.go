@@ -119,6 +119,8 @@ type Master struct {
 	published   bool // the loop has published once
 	halted      bool // Run has returned
 
+	maxConns atomic.Int64 // target x APP_WORKER_CONNECTIONS, for MaxConns
+
 	passAt atomic.Int64 // unix nanoseconds of the loop's last hang check (tests wait on it)
 }
 
@@ -182,6 +184,7 @@ func New(cfg Config, deps Deps) (*Master, error) {
 			Int("max_workers", cfg.MaxWorkers).Msg("worker count = 2 x CPU limit + 1, capped by APP_MAX_WORKERS")
 	}
 	m.met.target.Set(float64(m.target))
+	m.maxConns.Store(int64(m.target * cfg.WorkerConnections))
 	if cfg.Bind == "" {
 		cfg.Bind = resolveBind("", defaultSocketDir)
 		m.cfg.Bind = cfg.Bind
@@ -194,6 +197,11 @@ func New(cfg Config, deps Deps) (*Master, error) {
 	m.snap = Status{Command: cfg.Command, Bind: cfg.Bind, Target: m.target}
 	return m, nil
 }
+
+// MaxConns is how many connections the proxy may keep open to the pool:
+// the worker count (as scaled) times APP_WORKER_CONNECTIONS; 0 means no
+// bound.
+func (m *Master) MaxConns() int { return int(m.maxConns.Load()) }
 
 // Ready is closed once the first generation accepts connections.
 func (m *Master) Ready() <-chan struct{} { return m.ready }
@@ -503,6 +511,7 @@ func (m *Master) Scale(n int, relative bool) (int, error) {
 		}
 		m.target = t
 		m.met.target.Set(float64(t))
+		m.maxConns.Store(int64(t * m.cfg.WorkerConnections))
 		got = t
 	})
 	if err == nil {

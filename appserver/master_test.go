@@ -704,8 +704,13 @@ func TestBrokenGenerationKeepsOld(t *testing.T) {
 
 func TestScale(t *testing.T) {
 	t.Parallel()
-	p := startPool(t, testConfig(t, goCommand("go")), nil)
+	cfg := testConfig(t, goCommand("go"))
+	cfg.WorkerConnections = 3 // the proxy's bound follows the count
+	p := startPool(t, cfg, nil)
 	p.waitReady()
+	if got := p.MaxConns(); got != 3*cfg.Workers {
+		t.Fatalf("MaxConns = %d with %d workers of 3 connections; want %d", got, cfg.Workers, 3*cfg.Workers)
+	}
 	steps := []struct {
 		n        int
 		relative bool
@@ -722,6 +727,9 @@ func TestScale(t *testing.T) {
 		got, err := p.Scale(st.n, st.relative)
 		if err != nil || got != st.want {
 			t.Fatalf("Scale(%d, %v) = %d, %v; want %d", st.n, st.relative, got, err, st.want)
+		}
+		if got := p.MaxConns(); got != 3*st.want {
+			t.Errorf("MaxConns = %d after Scale(%d, %v); want %d", got, st.n, st.relative, 3*st.want)
 		}
 		p.waitStatus(strconv.Itoa(st.want)+" workers", func(s Status) bool {
 			return len(s.Workers) == st.want && len(readyPIDs(s)) == st.want

@@ -32,6 +32,10 @@ type Deps struct {
 	// "host:port"), or "" when no pool runs: then @app of a site without
 	// its own PROXY_UPSTREAM answers 404.
 	AppBind string
+	// AppMaxConns, when set, bounds the connections open to the pool
+	// (AppBind) to what it returns now; <= 0 means no bound
+	// (APP_WORKER_CONNECTIONS, appserver.Master.MaxConns).
+	AppMaxConns func() int
 	// DrainTimeout bounds the wait for in-flight requests once Run's
 	// context is cancelled (ONEBOX_SHUTDOWN_TIMEOUT); 0 means 10s.
 	DrainTimeout time.Duration
@@ -110,6 +114,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.metrics = newMetrics(deps.Metrics)
 	s.newSpoolers()
+	appTarget := poolTarget(deps.AppBind)
 	ups := map[string]*h1.Upstream{}
 	getUp := func(target string) (*h1.Upstream, error) {
 		if u, ok := ups[target]; ok {
@@ -119,9 +124,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse upstream %q: %w", target, err)
 		}
-		u := h1.NewUpstream(network, addr, h1.UpstreamOptions{
+		opts := h1.UpstreamOptions{
 			Connect: cfg.ConnectTimeout, Read: cfg.ReadTimeout, Send: cfg.SendTimeout, Started: s.started,
-		})
+		}
+		if target == appTarget {
+			opts.MaxConns = deps.AppMaxConns
+		}
+		u := h1.NewUpstream(network, addr, opts)
 		ups[target] = u
 		s.upstreams = append(s.upstreams, u)
 		return u, nil
@@ -156,10 +165,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		target := sc.Upstream
 		if target == "" {
-			target = deps.AppBind
-			if target != "" && !strings.HasPrefix(target, "unix:") && !strings.Contains(target, "://") {
-				target = "http://" + target
-			}
+			target = appTarget
 		}
 		if target != "" {
 			u, err := getUp(target)
@@ -191,6 +197,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// poolTarget is the upstream target of the pool's address (APP_BIND):
+// unix:/path as it is, host:port as http://host:port.
+func poolTarget(bind string) string {
+	if bind != "" && !strings.HasPrefix(bind, "unix:") && !strings.Contains(bind, "://") {
+		return "http://" + bind
+	}
+	return bind
 }
 
 func (s *Server) tlsEnabled() bool { return s.cfg.TLSCertFile != "" && s.cfg.TLSKeyFile != "" }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +17,8 @@ import (
 )
 
 // TestBinarySlowClientsNeverReachWorkers is issue 11's run: two
-// single-threaded Python workers (sync, as gunicorn's) behind onebox, 8 clients that
+// single-threaded keep-alive Python workers behind onebox
+// (APP_WORKER_CONNECTIONS=1), 8 clients that
 // upload a body at 1 byte a second and 8 that read a 4 MiB reply through a
 // tiny window; meanwhile a good client asks GET /hello and gets every
 // answer. Without buffering it got none.
@@ -30,7 +32,7 @@ func TestBinarySlowClientsNeverReachWorkers(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"PROXY_LISTEN="+listen, "ONEBOX_ADMIN_LISTEN="+admin, "PROXY_ACCESS_LOG=off",
 		"PROXY_TRY_FILES=@app", "PROXY_TEMP_DIR="+t.TempDir(),
-		"APP_COMMAND=python3 "+worker, "APP_BIND=unix:"+filepath.Join(t.TempDir(), "app.sock"), "APP_WORKERS=2",
+		"APP_COMMAND=python3 "+worker, "APP_BIND=unix:"+filepath.Join(t.TempDir(), "app.sock"), "APP_WORKERS=2", "APP_WORKER_CONNECTIONS=1",
 	)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -114,5 +116,20 @@ func TestBinarySlowClientsNeverReachWorkers(t *testing.T) {
 	t.Logf("good client: %d answers, %d failed in 4s beside 8 slow uploaders and 8 slow readers", answers.Load(), failed.Load())
 	if failed.Load() != 0 || answers.Load() < 20 {
 		t.Errorf("good client: %d answers, %d failed; want every answer (at least 20) and none failed", answers.Load(), failed.Load())
+	}
+	// The workers kept their connections alive: the one that answers has
+	// served many requests on few connections.
+	resp, err := client.Get("http://" + listen + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var conns, reqs int
+	if _, err := fmt.Fscan(resp.Body, &conns, &reqs); err != nil {
+		t.Fatalf("worker stats: %v", err)
+	}
+	t.Logf("one worker: %d requests on %d connections", reqs, conns)
+	if conns < 1 || reqs < 10*conns {
+		t.Errorf("one worker served %d requests on %d connections; want keep-alive (at least 10 per connection)", reqs, conns)
 	}
 }

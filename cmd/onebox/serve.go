@@ -62,6 +62,7 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 	}
 
 	appBind := ""
+	var appMaxConns func() int
 	if s.App.Enabled() {
 		self, err := os.Executable()
 		if err != nil {
@@ -83,12 +84,14 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 		}
 		sup.Add("appserver", master)
 		appBind = master.Addr() // APP_BIND, or the default socket the pool chose
+		appMaxConns = master.MaxConns
 	}
 
 	px, err := proxy.New(s.Proxy, proxy.Deps{
 		Log:          log.With().Str("component", "proxy").Logger(),
 		Metrics:      reg,
 		AppBind:      appBind,
+		AppMaxConns:  appMaxConns,
 		DrainTimeout: proxyDrain(s.Onebox.ShutdownTimeout),
 	})
 	if err != nil {

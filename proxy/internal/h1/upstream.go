@@ -34,6 +34,11 @@ type UpstreamOptions struct {
 	// Started returns when the server started serving (zero before): a
 	// connect refused within startupWait of it is retried.
 	Started func() time.Time
+	// MaxConns, when set, bounds the connections open to the upstream
+	// (in use and idle; nginx's max_conns) to what it returns now, <= 0
+	// meaning no bound. A request past it waits for a free connection, at
+	// most the Read timeout. See connLimit.
+	MaxConns func() int
 }
 
 // Upstream is one upstream address and its pool of idle connections.
@@ -42,6 +47,7 @@ type Upstream struct {
 	label         string
 	opts          UpstreamOptions
 	idle          chan *UpConn
+	limit         *connLimit // nil: no bound
 	dialer        net.Dialer
 	dialFailures  atomic.Int64 // for /status and the start-up test
 }
@@ -52,6 +58,9 @@ func NewUpstream(network, addr string, opts UpstreamOptions) *Upstream {
 	u := &Upstream{
 		network: network, addr: addr, opts: opts,
 		idle: make(chan *UpConn, maxIdlePerUpstream),
+	}
+	if opts.MaxConns != nil {
+		u.limit = &connLimit{max: opts.MaxConns}
 	}
 	u.label = addr
 	if network == "unix" {
@@ -81,6 +90,7 @@ type UpConn struct {
 	u        *Upstream
 	idleFrom time.Time
 	reused   bool
+	counted  bool         // holds a slot of u.limit until released
 	resp     Response     // the current response head, reused per exchange
 	chunked  *chunkedBody // the current response's body when chunked
 	scratch  []byte       // buffer for reading response heads
@@ -244,6 +254,10 @@ func (c *UpConn) Close() {
 
 // release returns the buffers; the connection must not be used after.
 func (c *UpConn) release() {
+	if c.counted {
+		c.counted = false
+		c.u.limit.release()
+	}
 	if c.br != nil {
 		c.br.Reset(nil)
 		readerPool.Put(c.br)
@@ -277,7 +291,35 @@ func (u *Upstream) Get(ctx context.Context, fresh bool) (*UpConn, error) {
 			return c, nil
 		}
 	}
-	return u.Dial(ctx)
+	return u.open(ctx, fresh)
+}
+
+// open dials a connection, or, with a bound on connections, waits for a
+// slot or (unless fresh) a connection another request hands back.
+func (u *Upstream) open(ctx context.Context, fresh bool) (*UpConn, error) {
+	if u.limit == nil {
+		return u.dial(ctx)
+	}
+	for {
+		c, err := u.limit.acquire(ctx, u.idle, fresh, u.opts.Read)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil { // a slot: dial in it
+			if c, err = u.dial(ctx); err != nil {
+				u.limit.release()
+				return nil, err
+			}
+			c.counted = true
+			return c, nil
+		}
+		if time.Since(c.idleFrom) > idleMaxAge {
+			c.Close()
+			continue
+		}
+		c.reused = true
+		return c, nil
+	}
 }
 
 // put keeps a connection whose exchange finished cleanly.
@@ -292,9 +334,37 @@ func (u *Upstream) put(c *UpConn) {
 		return
 	}
 	c.idleFrom = time.Now()
+	if u.limit != nil {
+		u.putLimited(c)
+		return
+	}
 	select {
 	case u.idle <- c:
 	default:
+		c.Close()
+	}
+}
+
+// putLimited pools c under a bound on connections: handed straight to a
+// request waiting for one, or kept idle, or closed when the bound has
+// come down below the connections open.
+func (u *Upstream) putLimited(c *UpConn) {
+	l := u.limit
+	l.mu.Lock()
+	if l.over() {
+		l.mu.Unlock()
+		c.Close()
+		return
+	}
+	if l.handOver(c) {
+		l.mu.Unlock()
+		return
+	}
+	select {
+	case u.idle <- c:
+		l.mu.Unlock()
+	default:
+		l.mu.Unlock()
 		c.Close()
 	}
 }
@@ -312,8 +382,11 @@ func (u *Upstream) CloseIdle() {
 }
 
 // Dial connects a new connection, retrying a refused connect during
-// start-up (see UpstreamOptions.Started).
-func (u *Upstream) Dial(ctx context.Context) (*UpConn, error) {
+// start-up (see UpstreamOptions.Started); under a bound on connections it
+// first waits for a free slot.
+func (u *Upstream) Dial(ctx context.Context) (*UpConn, error) { return u.open(ctx, true) }
+
+func (u *Upstream) dial(ctx context.Context) (*UpConn, error) {
 	backoff := 25 * time.Millisecond
 	for {
 		dctx, cancel := context.WithTimeout(ctx, u.opts.Connect)

@@ -1,0 +1,129 @@
+package h1
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// connLimit bounds the connections open to one upstream (nginx's
+// max_conns), in use and idle together, and queues whoever needs one past
+// the bound. It exists for workers that serve one connection to its end
+// before they accept the next (a single-threaded keep-alive server): a
+// connection opened beyond their number sits in the socket's backlog
+// while every worker is held by a connection the proxy keeps idle, and
+// the request on it waits until an idle one is closed. With the bound the
+// proxy never opens that connection: the request waits here for one that
+// a worker serves, as it would wait for a free sync gunicorn worker.
+type connLimit struct {
+	max func() int // the bound now (the pool can be scaled); <= 0: none
+
+	mu      sync.Mutex
+	open    int // connections counted: dialling, in use or idle
+	waiters []*connWaiter
+}
+
+// connWaiter is one request queued for a connection. ch receives a
+// connection handed over from the pool, or nil: a slot to dial in.
+type connWaiter struct {
+	ch    chan *UpConn
+	fresh bool // wants a new connection: only a slot will do
+}
+
+// ErrNoFreeConn is the error of a request that waited for a free upstream
+// connection for the read timeout. It is a timeout (IsTimeout).
+var ErrNoFreeConn = fmt.Errorf("no free upstream connection: %w", context.DeadlineExceeded)
+
+// acquire returns an idle connection from idle (unless fresh), or nil with
+// a slot counted for the caller to dial in; it waits past the bound,
+// at most wait (0: until ctx ends).
+func (l *connLimit) acquire(ctx context.Context, idle chan *UpConn, fresh bool, wait time.Duration) (*UpConn, error) {
+	l.mu.Lock()
+	if !fresh {
+		select {
+		case c := <-idle: // put hands connections to the pool under mu
+			l.mu.Unlock()
+			return c, nil
+		default:
+		}
+	}
+	if m := l.max(); m <= 0 || l.open < m {
+		l.open++
+		l.mu.Unlock()
+		return nil, nil
+	}
+	w := &connWaiter{ch: make(chan *UpConn, 1), fresh: fresh}
+	l.waiters = append(l.waiters, w)
+	l.mu.Unlock()
+
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var err error
+	select {
+	case c := <-w.ch:
+		return c, nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timeout:
+		err = ErrNoFreeConn
+	}
+	l.mu.Lock()
+	for i, x := range l.waiters {
+		if x == w {
+			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+			l.mu.Unlock()
+			return nil, err
+		}
+	}
+	l.mu.Unlock()
+	// Served while giving up: pass on what was handed over.
+	if c := <-w.ch; c != nil {
+		c.u.put(c)
+	} else {
+		l.release()
+	}
+	return nil, err
+}
+
+// handOver gives c to the first waiter that takes a pooled connection;
+// false when none waits. Called with mu held.
+func (l *connLimit) handOver(c *UpConn) bool {
+	for i, w := range l.waiters {
+		if !w.fresh {
+			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+			w.ch <- c
+			return true
+		}
+	}
+	return false
+}
+
+// over reports whether more connections are open than the bound allows
+// (the pool was scaled down). Called with mu held.
+func (l *connLimit) over() bool {
+	m := l.max()
+	return m > 0 && l.open > m
+}
+
+// release uncounts a connection that is closed (or a slot not dialled):
+// the first waiter gets the slot.
+func (l *connLimit) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if len(l.waiters) == 0 {
+		return
+	}
+	if m := l.max(); m > 0 && l.open >= m {
+		return
+	}
+	w := l.waiters[0]
+	l.waiters = l.waiters[1:]
+	l.open++
+	w.ch <- nil
+}
