@@ -196,30 +196,59 @@ func (c *UpConn) Read(p []byte) (int, error) {
 // reset) its connection. Bytes waiting (a pipelined request) mean it is
 // still there.
 func clientGone(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	gone := false
-	var buf [1]byte
-	peek := func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && err != syscall.EINTR
-		return true
-	}
-	err = rc.Read(peek)
+	st, err := peek(nc)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The head's or the idle deadline has passed while the request
 		// runs: not the client's doing. The connection loop sets its
 		// own again before it next reads.
 		_ = nc.SetReadDeadline(time.Time{})
-		err = rc.Read(peek)
+		st, _ = peek(nc)
 	}
-	return gone || err != nil // an error: closed on our side (the drain's end)
+	return st == peekClosed // also closed on our side (the drain's end)
+}
+
+// peekState is what a non-blocking peek at a connection found.
+type peekState int
+
+const (
+	peekOpen   peekState = iota // nothing to read: the peer is there and quiet
+	peekData                    // bytes are waiting
+	peekClosed                  // the peer closed or reset it, or it cannot be read
+)
+
+// peek looks at nc without blocking and without consuming anything
+// (MSG_PEEK). A connection that is not a socket reads as open. err is
+// the poller's, for instance os.ErrDeadlineExceeded when nc's read
+// deadline has passed (the state is then peekClosed).
+func peek(nc net.Conn) (peekState, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return peekOpen, nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return peekClosed, err
+	}
+	st := peekClosed
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+				st = peekOpen
+			case err == nil && n > 0:
+				st = peekData
+			}
+			return true // n == 0 (end of stream) or another error: closed
+		}
+	})
+	if err != nil {
+		return peekClosed, err
+	}
+	return st, nil
 }
 
 // Write writes to the upstream with the send timeout.
@@ -430,30 +459,14 @@ func (c *UpConn) Alive() bool {
 		c.readDL = time.Time{}
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
-	return alive(c.nc)
+	// Bytes waiting on an idle connection are not a response to the
+	// request about to be sent: not usable either.
+	st, _ := peek(c.nc)
+	return st == peekOpen
 }
 
-// alive reports whether a peek at nc would block, which means the peer
-// has not closed it.
-func alive(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok = false
-	var buf [1]byte
-	_ = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-		return true
-	})
-	return ok
-}
-
+// IsTimeout reports whether err is a timeout (a deadline, the context's
+// or the network's).
 func IsTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return true
