@@ -48,52 +48,35 @@ var errURITooLong = &RequestError{http.StatusRequestURITooLong, "request line to
 // cannot hold a connection with an endless run of them.
 const maxLeadingEmptyLines = 2
 
-// readHead reads one request head (request line to the empty line) into
-// buf, bounded by max bytes. It returns the head with its line endings.
-func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
-	head := buf[:0]
-	lineStart := 0
-	empty := 0
-	for {
-		frag, err := br.ReadSlice('\n')
-		if lineStart == 0 && len(head)+len(frag) > MaxRequestLine {
-			return head, errURITooLong // nginx's large_client_header_buffers: 414 past 8 KiB
+// requestHead bounds a request head: nginx's large_client_header_buffers
+// answers 414 past 8 KiB of request line.
+var requestHead = headLimits{firstLine: MaxRequestLine, skipEmpty: maxLeadingEmptyLines, longLines: true}
+
+// readRequestHead reads one request head (request line to the empty line)
+// into buf, bounded by max bytes. It returns the head with its line
+// endings; io.EOF when the connection ended before a request.
+func readRequestHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	lim := requestHead
+	lim.max = max
+	head, _, err := readHead(br, buf, lim)
+	switch err {
+	case nil:
+		return head, nil
+	case errFirstLineTooLong:
+		return head, errURITooLong
+	case errHeadTooBig:
+		return head, errHeadTooLarge
+	case errEmptyLines:
+		return head, badRequest("empty lines instead of a request line")
+	case io.EOF:
+		if len(head) > 0 {
+			return head, io.ErrUnexpectedEOF
 		}
-		if len(head)+len(frag) > max {
-			if lineStart == 0 {
-				return head, errURITooLong
-			}
-			return head, errHeadTooLarge
-		}
-		head = append(head, frag...)
-		if err == bufio.ErrBufferFull {
-			continue // a line longer than the buffer: keep reading it
-		}
-		if err != nil {
-			if len(head) == 0 {
-				return head, err // nothing: a clean end of the connection
-			}
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return head, err
-		}
-		line := head[lineStart:]
-		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
-			if lineStart == 0 {
-				if empty++; empty > maxLeadingEmptyLines {
-					return head, badRequest("empty lines instead of a request line")
-				}
-				head = head[:0]
-				continue
-			}
-			return head, nil
-		}
-		lineStart = len(head)
 	}
+	return head, err
 }
 
-// parseRequest fills r from a request head read by readHead. The header
+// parseRequest fills r from a request head read by readRequestHead. The header
 // map and value slice are the connection's, reused per request: the
 // handler does not keep them past its return. The body is read from br.
 func parseRequest(head string, br *bufio.Reader, r *http.Request, u *url.URL, vals *[]string) error {
@@ -174,18 +157,10 @@ func parseRequestFields(rest string, h http.Header, vals *[]string) (f framingFi
 		if fields++; fields > MaxHeaderFields {
 			return f, errTooManyFields
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return f, badRequest("obsolete line folding")
+		k, v, problem := parseField(line)
+		if problem != "" {
+			return f, badRequest(problem)
 		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || !isToken(k) {
-			return f, badRequest("malformed header line")
-		}
-		v = strings.Trim(v, " \t")
-		if !validHeaderValue(v) {
-			return f, badRequest("invalid header value")
-		}
-		k = canonicalKey(k)
 		switch k {
 		case "Host":
 			f.host = v
@@ -203,12 +178,7 @@ func parseRequestFields(rest string, h http.Header, vals *[]string) (f framingFi
 			f.tes++
 			continue
 		}
-		vs = append(vs, v)
-		if old := h[k]; old != nil {
-			h[k] = append(old, v)
-		} else {
-			h[k] = vs[len(vs)-1 : len(vs) : len(vs)]
-		}
+		vs = addValue(h, vs, k, v)
 	}
 	*vals = vs
 	return f, nil
@@ -339,18 +309,6 @@ func wantsClose(r *http.Request) bool {
 	return ConnectionListed(conn, "close")
 }
 
-func nextLine(s string) (line, rest string) {
-	i := strings.IndexByte(s, '\n')
-	if i < 0 {
-		return s, ""
-	}
-	line, rest = s[:i], s[i+1:]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, rest
-}
-
 // byteSet is a lookup table of ASCII letters, digits and the bytes of
 // extra.
 func byteSet(extra string) (t [256]bool) {
@@ -374,32 +332,6 @@ func lowerASCII(c byte) byte {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// isToken reports whether s is an RFC 9110 token (a method or field name).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenChar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChar = byteSet("!#$%&'*+-.^_`|~")
-
-// validHeaderValue refuses control characters other than tab; obs-text
-// (bytes ≥ 0x80) is allowed, as RFC 9110 §5.5 does.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
 
 // validHost allows the characters of RFC 3986's host and port: an empty
 // Host is valid (HTTP/1.0, or "Host:" with no value).

@@ -17,12 +17,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// parseRaw runs the plain-HTTP listener's parser (readHead, then
+// parseRaw runs the plain-HTTP listener's parser (readRequestHead, then
 // parseRequest) over raw, as conn does. The reader is returned so that
 // the body and what follows it can be read.
 func parseRaw(raw string) (*http.Request, *bufio.Reader, error) {
 	br := bufio.NewReaderSize(strings.NewReader(raw), 4<<10)
-	head, err := readHead(br, nil, MaxHeaderBytes)
+	head, err := readRequestHead(br, nil, MaxHeaderBytes)
 	if err != nil {
 		return nil, br, err
 	}
@@ -265,9 +265,9 @@ func TestReadHeadEnds(t *testing.T) {
 		{"head without its empty line", "GET / HTTP/1.1\r\nHost: x\r\n", io.ErrUnexpectedEOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := readHead(bufio.NewReader(strings.NewReader(tc.raw)), nil, MaxHeaderBytes)
+			_, err := readRequestHead(bufio.NewReader(strings.NewReader(tc.raw)), nil, MaxHeaderBytes)
 			if err != tc.want {
-				t.Errorf("readHead(%q): %v, want %v", tc.raw, err, tc.want)
+				t.Errorf("readRequestHead(%q): %v, want %v", tc.raw, err, tc.want)
 			}
 		})
 	}
@@ -275,7 +275,7 @@ func TestReadHeadEnds(t *testing.T) {
 	// lines are not part of it.
 	head := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 	for _, max := range []int{len(head), len(head) - 1} {
-		got, err := readHead(bufio.NewReader(strings.NewReader("\r\n"+head)), nil, max)
+		got, err := readRequestHead(bufio.NewReader(strings.NewReader("\r\n"+head)), nil, max)
 		if max == len(head) && (err != nil || string(got) != head) {
 			t.Errorf("limit %d: %q, %v; want the head", max, got, err)
 		}

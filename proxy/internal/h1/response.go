@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
 	"strconv"
 	"strings"
 )
@@ -50,14 +49,10 @@ func readResponse(br *bufio.Reader, dst http.Header, method string, r *Response,
 			return ErrBadResponse
 		}
 		if p, err := br.Peek(13); err == nil && bytes.HasPrefix(p, []byte("HTTP/1.")) && p[9] == '1' && string(p[9:12]) != "101" {
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return fmt.Errorf("%w: %w", ErrBadResponse, err)
-				}
-				if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && !bytes.HasPrefix(line, []byte("HTTP")) {
-					break
-				}
+			head, _, err := collectHead(br, (*scratch)[:0])
+			*scratch = head[:0]
+			if err != nil {
+				return err
 			}
 			continue
 		}
@@ -75,42 +70,35 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Respo
 	}
 	s := string(head) // the one string every key and value points into
 	*r = Response{ContentLength: -1}
-	nl := strings.IndexByte(s, '\n')
-	if err := r.parseStatusLine(strings.TrimRight(s[:nl], "\r")); err != nil {
+	statusLine, fields := nextLine(s)
+	if err := r.parseStatusLine(statusLine); err != nil {
 		return err
 	}
-	cl, err := r.parseFields(s[nl+1:], lines, dst)
+	cl, err := r.parseFields(fields, lines, dst)
 	if err != nil {
 		return err
 	}
 	return r.frame(method, cl, dst)
 }
 
+// responseHead bounds an upstream response head: twice a request's, and
+// no line longer than the connection's buffer.
+var responseHead = headLimits{max: MaxHeaderBytes * 2}
+
 // collectHead reads a response head, status line to empty line, into buf
 // and counts its lines.
 func collectHead(br *bufio.Reader, buf []byte) (head []byte, lines int, err error) {
-	head = buf
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			if err == bufio.ErrBufferFull {
-				return head, lines, ErrBadResponse
-			}
-			if len(head) == 0 && len(line) == 0 {
-				return head, lines, err // nothing at all: a closed pooled connection (retryable)
-			}
-			// Keep the cause: a timeout is 504, a departed client 499.
-			return head, lines, fmt.Errorf("%w: %w", ErrBadResponse, err)
-		}
-		head = append(head, line...)
-		lines++
-		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') && lines > 1 {
-			return head, lines, nil
-		}
-		if len(head) > MaxHeaderBytes*2 {
-			return head, lines, ErrBadResponse
-		}
+	head, lines, err = readHead(br, buf, responseHead)
+	if _, refused := err.(headError); refused {
+		return head, lines, ErrBadResponse
 	}
+	if err != nil && len(head) > 0 {
+		// Keep the cause: a timeout is 504, a departed client 499.
+		// (With nothing at all read, err stays as it is: a pooled
+		// connection the upstream closed, retryable.)
+		return head, lines, fmt.Errorf("%w: %w", ErrBadResponse, err)
+	}
+	return head, lines, err
 }
 
 // parseStatusLine sets the status, and Close for HTTP/1.0.
@@ -139,20 +127,14 @@ func (r *Response) parseFields(s string, lines int, dst http.Header) (cl string,
 	}
 	var connTokens []string
 	for s != "" {
-		nl := strings.IndexByte(s, '\n')
-		line := strings.TrimRight(s[:nl], "\r")
-		s = s[nl+1:]
+		var line string
+		line, s = nextLine(s)
 		if line == "" {
 			break
 		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || !isToken(k) {
-			return "", ErrBadResponse // also refuses obsolete line folding
-		}
-		k = canonicalKey(k)
-		v = strings.Trim(v, " \t")
-		if !validHeaderValue(v) {
-			return "", ErrBadResponse // a bare CR could split the client's response
+		k, v, problem := parseField(line)
+		if problem != "" {
+			return "", ErrBadResponse
 		}
 		if r.Raw != nil {
 			r.Raw = append(r.Raw, Field{k, v})
@@ -188,12 +170,7 @@ func (r *Response) parseFields(s string, lines int, dst http.Header) (cl string,
 		case "Server", "Date", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Proxy-Authenticate":
 			continue
 		}
-		vals = append(vals, v)
-		if old := dst[k]; old != nil {
-			dst[k] = append(old, v)
-		} else {
-			dst[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
+		vals = addValue(dst, vals, k, v)
 	}
 	for _, t := range connTokens {
 		delete(dst, canonicalKey(t))
@@ -247,20 +224,6 @@ func (r *Response) frame(method, cl string, dst http.Header) error {
 		r.Close = true // the body runs until the upstream closes
 	}
 	return nil
-}
-
-// canonicalKey canonicalizes a header name without allocating when it is
-// already canonical (the usual case).
-func canonicalKey(k string) string {
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return textproto.CanonicalMIMEHeaderKey(k)
-		}
-		upper = c == '-'
-	}
-	return k
 }
 
 // bodyOf returns a reader of the response body.
@@ -338,11 +301,11 @@ func (b *chunkedBody) Read(p []byte) (int, error) {
 		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
 			return n, io.EOF
 		}
-		k, v, ok := strings.Cut(strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r"), ":")
-		v = strings.Trim(v, " \t")
-		if !ok || !isToken(k) || !validHeaderValue(v) {
+		l, _ := nextLine(string(line))
+		k, v, problem := parseField(l)
+		if problem != "" {
 			return n, bad
 		}
-		b.trailer = append(b.trailer, Field{canonicalKey(k), v})
+		b.trailer = append(b.trailer, Field{k, v})
 	}
 }

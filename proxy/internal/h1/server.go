@@ -320,7 +320,7 @@ func (c *conn) serveRequest() bool {
 		// first request's bound counts from accept, set by waitRequest).
 		c.setReadDeadline(time.Now().Add(c.srv.Timeouts.Header))
 	}
-	head, err := readHead(c.br, c.head, MaxHeaderBytes)
+	head, err := readRequestHead(c.br, c.head, MaxHeaderBytes)
 	c.head = head[:0]
 	if cap(c.head) > 4<<10 {
 		c.head = nil // a rare large head: do not keep its buffer for the connection's life
