@@ -204,8 +204,10 @@ func testConfig(t *testing.T, command string) Config {
 		Timeout:         2 * time.Second,
 		GracefulTimeout: 2 * time.Second,
 		// Long enough for a process start under the race detector on a
-		// busy machine; workers that say hello boot on ready, not by it.
-		BootTimeout:     3 * time.Second,
+		// busy machine (3s was not: CI saw hello arrive after 3s, and a
+		// worker killed for it took its accepted connections along);
+		// workers that say hello boot on ready, not by it.
+		BootTimeout:     8 * time.Second,
 		PrestartTimeout: 10 * time.Second,
 	}
 }
@@ -262,8 +264,8 @@ func (p *pool) waitReady() {
 	case <-p.Ready():
 	case err := <-p.err:
 		p.t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		p.t.Fatal("pool not ready within 10s")
+	case <-time.After(30 * time.Second):
+		p.t.Fatal("pool not ready within 30s")
 	}
 }
 
@@ -287,14 +289,14 @@ func (p *pool) status() Status { return p.Status().(Status) }
 // count is back", so this is a bounded poll, not a sleep.
 func (p *pool) waitStatus(what string, cond func(Status) bool) Status {
 	p.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s := p.status()
 		if cond(s) {
 			return s
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("no %s within 10s; status %+v", what, s)
+			p.t.Fatalf("no %s within 20s; status %+v", what, s)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -360,11 +360,15 @@ func TestOutputFloodNeverBlocks(t *testing.T) {
 
 func TestDrainOnStop(t *testing.T) {
 	t.Parallel()
-	p := startPool(t, testConfig(t, goCommand("go")), nil)
+	cfg := testConfig(t, goCommand("go"))
+	// The request outlasts the gauges' next update on a busy machine, and
+	// the drain budget outlasts the request.
+	cfg.GracefulTimeout = 10 * time.Second
+	p := startPool(t, cfg, nil)
 	p.waitReady()
 	c := unixClient(p.sock, 1)
 	res := make(chan error, 1)
-	go func() { _, err := get(c, "/slow?ms=700"); res <- err }()
+	go func() { _, err := get(c, "/slow?ms=3000"); res <- err }()
 	p.waitStatus("a request in flight", func(s Status) bool {
 		for _, w := range s.Workers {
 			if w.InFlight != nil && *w.InFlight > 0 {
@@ -597,11 +601,20 @@ func TestHeartbeatTimeout(t *testing.T) {
 	}
 }
 
+// drainUnderLoad is the graceful timeout of the tests that count failed
+// requests under load. A draining worker waits a tenth of it (at most 1s)
+// for its keep-alive connections to carry one more request; with the
+// default 2s, 200ms, a load client descheduled for longer on a busy machine
+// wrote its next POST on a connection being closed (EOF in CI). Production
+// has 30s, so 1s.
+const drainUnderLoad = 10 * time.Second
+
 func TestMaxRequestsRecycleUnderLoad(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.MaxRequests = 100
 	cfg.MaxRequestsJitter = 20
+	cfg.GracefulTimeout = drainUnderLoad
 	p := startPool(t, cfg, nil)
 	p.waitReady()
 	ld := startLoad(p.sock, 4)
@@ -624,7 +637,9 @@ func TestMaxRequestsRecycleUnderLoad(t *testing.T) {
 
 func TestReloadThreeTimesUnderLoad(t *testing.T) {
 	t.Parallel()
-	p := startPool(t, testConfig(t, goCommand("go")), nil)
+	cfg := testConfig(t, goCommand("go"))
+	cfg.GracefulTimeout = drainUnderLoad
+	p := startPool(t, cfg, nil)
 	p.waitReady()
 	first := readyPIDs(p.waitStatus("2 ready", func(s Status) bool { return len(readyPIDs(s)) == 2 }))
 	ld := startLoad(p.sock, 4)
@@ -797,14 +812,16 @@ func TestReloadWaitsForTheBootWindow(t *testing.T) {
 	t.Parallel()
 	broken := filepath.Join(t.TempDir(), "broken")
 	cfg := testConfig(t, goCommand("late", broken, "600", "1"))
-	cfg.BootTimeout = 2 * time.Second
+	// Above the start of a race-instrumented process plus its 600ms load
+	// on a busy machine: the new generation must die inside the window.
+	cfg.BootTimeout = 5 * time.Second
 	p := startPool(t, cfg, nil)
 	p.waitReady()
 	old := readyPIDs(p.waitStatus("2 ready", func(s Status) bool { return len(readyPIDs(s)) == 2 }))
 	if err := os.WriteFile(broken, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Reload(ctx); err == nil || !strings.Contains(err.Error(), "failed to boot") {
 		t.Fatalf("Reload = %v, want a boot failure of the new generation", err)
@@ -868,12 +885,15 @@ func TestHelloWithoutReadyFailsToBoot(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, goCommand("hello-slow", "60000"))
 	cfg.Workers = 1
+	// Short enough for two failures in a row, long enough for hello to
+	// arrive from a race-instrumented process on a busy machine.
+	cfg.BootTimeout = 5 * time.Second
 	p := startPool(t, cfg, func(m *Master) { m.maxBootFailures = 2 })
 	var err error
 	select {
 	case err = <-p.err:
 		p.err <- err
-	case <-time.After(20 * time.Second):
+	case <-time.After(40 * time.Second):
 		t.Fatal("a worker silent after hello did not halt the pool")
 	}
 	var be *BootError
@@ -1014,7 +1034,9 @@ func TestPrestartTimeout(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, goCommand("go"))
 	cfg.Prestart = "'" + os.Args[0] + "' test-worker prestart-hang"
-	cfg.PrestartTimeout = 300 * time.Millisecond
+	// Long enough for the prestart process to start and print on a busy
+	// machine (300ms was not): the test wants its output in the log.
+	cfg.PrestartTimeout = 3 * time.Second
 	cfg.GracefulTimeout = 300 * time.Millisecond
 	p := startPool(t, cfg, nil)
 	var err error
