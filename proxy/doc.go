@@ -12,7 +12,8 @@
 //     over the site's root, every file read through an os.Root so nothing
 //     outside it is reachable, dotfiles never served from disk
 //     (/.well-known/ excepted), an open-file cache in front (cache.go);
-//   - the fallback: @app (the upstream: forward.go, over internal/h1), =NNN,
+//   - the fallback: @app (the upstream: forward.go, which header fields
+//     go there in forwardheaders.go; the bytes are internal/h1's), =NNN,
 //     or a URI;
 //   - the access log (combined or JSON) and metrics.
 //

@@ -1,14 +1,10 @@
 package proxy
 
 import (
-	"bufio"
 	"compress/gzip"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httputil"
-	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,82 +22,6 @@ var errBodyTooLarge = errors.New("request body too large")
 
 var errBadUpstream = errors.New("bad upstream")
 
-// hopHeaders are dropped in both directions (RFC 9110 §7.6.1), with those
-// named in Connection. Content-Length is rewritten by us.
-var hopHeaders = map[string]bool{
-	"Connection":          true,
-	"Proxy-Connection":    true,
-	"Keep-Alive":          true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
-	"Proxy-Authorization": true,
-	"Proxy-Authenticate":  true,
-}
-
-// forwardedHeaders are set by us; client-sent copies are dropped unless the
-// peer is a trusted proxy.
-var forwardedHeaders = map[string]bool{
-	"X-Forwarded-For":   true,
-	"X-Forwarded-Proto": true,
-	"X-Forwarded-Host":  true,
-	"X-Real-Ip":         true,
-	"Forwarded":         true,
-}
-
-// peerAddr is the host part of RemoteAddr, without allocating.
-func peerAddr(remote string) string {
-	if i := strings.LastIndexByte(remote, ':'); i > 0 {
-		remote = remote[:i]
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(remote, "["), "]")
-}
-
-func (s *Server) isTrusted(a string) bool {
-	if len(s.trusted) == 0 {
-		return false
-	}
-	ip, err := netip.ParseAddr(a)
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, p := range s.trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// clientIP is nginx's real_ip with real_ip_recursive on: when the peer is
-// trusted, the right-most X-Forwarded-For address that is not trusted.
-func (s *Server) clientIP(r *http.Request) string {
-	peer := peerAddr(r.RemoteAddr)
-	if len(s.trusted) == 0 || !s.isTrusted(peer) {
-		return peer
-	}
-	client := peer
-	xff := strings.Join(r.Header["X-Forwarded-For"], ",")
-	for xff != "" {
-		var part string
-		if i := strings.LastIndexByte(xff, ','); i >= 0 {
-			part, xff = strings.TrimSpace(xff[i+1:]), xff[:i]
-		} else {
-			part, xff = strings.TrimSpace(xff), ""
-		}
-		if _, err := netip.ParseAddr(part); err != nil {
-			break
-		}
-		client = part
-		if !s.isTrusted(part) {
-			break
-		}
-	}
-	return client
-}
-
 func isIdempotent(m string) bool {
 	switch m {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
@@ -110,37 +30,14 @@ func isIdempotent(m string) bool {
 	return false
 }
 
-// upgradeOf returns the Upgrade protocol when the request asks for one.
-func upgradeOf(h http.Header) string {
-	up := h["Upgrade"]
-	if len(up) == 0 {
-		return ""
-	}
-	for _, v := range h["Connection"] {
-		for t := range strings.SplitSeq(v, ",") {
-			if h1.TokenEqual(t, "upgrade") {
-				return up[0]
-			}
-		}
-	}
-	return ""
-}
-
-// forward proxies r to the site's upstream.
+// forward proxies r to the site's upstream, in three phases: the round
+// trip (roundTrip: the request out, the response head in, one retry),
+// the answer to a failure (answerFailure), and the relay of the
+// response (relay, or tunnel for a websocket).
 func (s *Server) forward(w *recorder, r *http.Request, st *site) {
-	u := st.up
-	upgrade := ""
-	if r.ProtoMajor == 1 {
-		upgrade = upgradeOf(r.Header)
-		if upgrade != "" && !h1.TokenEqual(upgrade, "websocket") {
-			// Only websockets pass: Upgrade: h2c (or any other) would let
-			// a client open a tunnel to the app past the proxy's rules. The
-			// header is hop-by-hop, so dropping it serves plain HTTP/1.1.
-			upgrade = ""
-		}
-	}
+	upgrade := upgradeFor(r)
 	w.clientIP = s.clientIP(r)
-	w.upstreamAddr = u.String()
+	w.upstreamAddr = st.up.String()
 	body, spooled, ok := s.requestBody(w, r, st, upgrade)
 	if !ok {
 		return
@@ -148,39 +45,77 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 	if spooled != nil {
 		defer spooled.Close()
 	}
-	retryable := isIdempotent(r.Method) && body == nil
+	q := h1.Outgoing{Method: r.Method, ContentLength: r.ContentLength}
+	q.Target, q.Host = h1.Target(r)
+	peer := peerAddr(r.RemoteAddr)
+	w.fields = upstreamFields(w.fields[:0], r.Header, forwarding{
+		peer: peer, client: w.clientIP, trusted: s.isTrusted(peer),
+		https: r.TLS != nil, host: r.Host, upgrade: upgrade,
+	})
+	q.Fields = w.fields
 	start := time.Now()
-
-	var c *h1.UpConn
-	var resp *h1.Response
-	h := w.Header()
-	for attempt := 0; ; attempt++ {
-		var err error
-		c, err = u.Get(r.Context(), attempt > 0)
-		if err != nil {
-			s.upstreamFailed(w, r, st, err, true)
+	c, resp, err := s.roundTrip(w, r, st.up, &q, body, spooled)
+	if err != nil {
+		s.answerFailure(w, r, st, err)
+		return
+	}
+	w.upstreamTime = time.Since(start)
+	if resp.Status == http.StatusSwitchingProtocols {
+		if upgrade == "" {
+			c.Close()
+			s.upstreamFailed(w, r, st, h1.ErrBadResponse, false)
 			return
 		}
-		if c.Reused() && !retryable && !c.Alive() {
-			// Closed by the upstream while idle: a request that cannot be
-			// retried must go on a connection known to be open.
-			c.Close()
-			if c, err = u.Dial(r.Context()); err != nil {
-				s.upstreamFailed(w, r, st, err, true)
-				return
-			}
+		s.tunnel(w, r, c)
+		return
+	}
+	s.relay(w, r, st, c, resp, start)
+}
+
+// upgradeFor returns the protocol an HTTP/1 request asks to upgrade to
+// when it is passed on: only websockets pass. Upgrade: h2c (or any other)
+// would let a client open a tunnel to the app past the proxy's rules; the
+// header is hop-by-hop, so dropping it serves plain HTTP/1.1.
+func upgradeFor(r *http.Request) string {
+	if r.ProtoMajor != 1 {
+		return ""
+	}
+	if up := upgradeOf(r.Header); h1.TokenEqual(up, "websocket") {
+		return up
+	}
+	return ""
+}
+
+// connectError is a failure to get a connection to the upstream.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// roundTrip sends q and reads the response head into the client's
+// header map. A reused connection the upstream had closed fails before
+// any response byte: the request is sent once more on a fresh one when
+// that is safe: an idempotent request without a streamed body.
+func (s *Server) roundTrip(w *recorder, r *http.Request, u *h1.Upstream, q *h1.Outgoing, body io.Reader, spooled *spool) (*h1.UpConn, *h1.Response, error) {
+	retryable := isIdempotent(r.Method) && body == nil
+	h := w.Header()
+	for attempt := 0; ; attempt++ {
+		c, err := s.upstreamConn(r, u, attempt > 0, retryable)
+		if err != nil {
+			return nil, nil, &connectError{err}
 		}
 		if nc := h1.ClientConn(w.w); nc != nil {
 			c.WatchClient(nc) // watched while the upstream is slow
 		} else {
 			c.WatchContext(r.Context()) // net/http ends it when the client leaves
 		}
-		err = s.writeRequest(c, r, w.clientIP, upgrade, body, spooled)
+		err = c.WriteRequest(q, body, spooledBody(spooled))
+		var resp *h1.Response
 		if err == nil {
 			resp, err = c.ReadResponse(h, r.Method)
 		}
 		if err == nil {
-			break
+			return c, resp, nil
 		}
 		reused := c.Reused()
 		c.Close()
@@ -192,36 +127,64 @@ func (s *Server) forward(w *recorder, r *http.Request, st *site) {
 				delete(h, k)
 			}
 		}
-		if errors.Is(err, errBodyTooLarge) {
-			closeAfter(w, r)
-			writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
-			return
+		if !(reused && retryable && attempt == 0 && retryAfter(err)) {
+			return nil, nil, err
 		}
-		if re := (*h1.RequestError)(nil); errors.As(err, &re) {
-			closeAfter(w, r) // the client's body was malformed
-			writeStatusPage(w, r, re.Status)
-			return
-		}
-		// A reused connection the upstream had closed fails before any
-		// response byte: retry once on a fresh one when that is safe.
-		if reused && retryable && attempt == 0 && !h1.IsTimeout(err) && !errors.Is(err, h1.ErrBadResponse) && !errors.Is(err, h1.ErrClientGone) {
-			continue
-		}
-		s.upstreamFailed(w, r, st, err, false)
-		return
 	}
-	w.upstreamTime = time.Since(start)
+}
 
-	if resp.Status == http.StatusSwitchingProtocols {
-		if upgrade == "" {
-			c.Close()
-			s.upstreamFailed(w, r, st, h1.ErrBadResponse, false)
-			return
-		}
-		s.tunnel(w, r, c)
-		return
+// spooledBody is sp as the writer of a buffered body, nil without one
+// (a nil *spool in an interface would not be nil).
+func spooledBody(sp *spool) io.WriterTo {
+	if sp == nil {
+		return nil
 	}
-	s.relay(w, r, st, c, resp, start)
+	return sp
+}
+
+// upstreamConn returns a connection for the request: a pooled one, or a
+// fresh one on the retry (fresh) and for a request that cannot be retried
+// when the pooled one turns out closed by the upstream while idle.
+func (s *Server) upstreamConn(r *http.Request, u *h1.Upstream, fresh, retryable bool) (*h1.UpConn, error) {
+	c, err := u.Get(r.Context(), fresh)
+	if err != nil {
+		return nil, err
+	}
+	if c.Reused() && !retryable && !c.Alive() {
+		c.Close()
+		return u.Dial(r.Context())
+	}
+	return c, nil
+}
+
+// retryAfter reports whether a failed exchange on a reused connection may
+// be the upstream's close of an idle connection, worth a retry: not a
+// timeout, a malformed response, a departed client or the client's own
+// body.
+func retryAfter(err error) bool {
+	var re *h1.RequestError
+	return !h1.IsTimeout(err) && !errors.Is(err, h1.ErrBadResponse) && !errors.Is(err, h1.ErrClientGone) &&
+		!errors.Is(err, errBodyTooLarge) && !errors.As(err, &re)
+}
+
+// answerFailure answers a round trip that failed: the client's body
+// (too large, malformed: the connection closes after), or the upstream
+// (upstreamFailed).
+func (s *Server) answerFailure(w *recorder, r *http.Request, st *site, err error) {
+	var re *h1.RequestError
+	var ce *connectError
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		closeAfter(w, r)
+		writeStatusPage(w, r, http.StatusRequestEntityTooLarge)
+	case errors.As(err, &re):
+		closeAfter(w, r) // the client's body was malformed
+		writeStatusPage(w, r, re.Status)
+	case errors.As(err, &ce):
+		s.upstreamFailed(w, r, st, ce.err, true)
+	default:
+		s.upstreamFailed(w, r, st, err, false)
+	}
 }
 
 // requestBody prepares the request body: buffered whole into spooled
@@ -394,109 +357,6 @@ func (s *Server) upstreamFailed(w *recorder, r *http.Request, st *site, err erro
 	writeStatusPage(w, r, code)
 }
 
-// writeRequest sends the request head and body: body is streamed, spooled
-// was buffered whole (r.ContentLength is its length); one at most is set.
-func (s *Server) writeRequest(c *h1.UpConn, r *http.Request, client, upgrade string, body io.Reader, spooled *spool) error {
-	bw := c.Writer()
-	uri := r.RequestURI
-	if uri == "" || uri[0] != '/' || r.ProtoMajor != 1 {
-		// HTTP/2, or an absolute-form target ("GET http://x/p"): the
-		// upstream gets the origin form.
-		uri = r.URL.RequestURI()
-	}
-	host := r.Host
-	if host == "" {
-		host = "localhost" // HTTP/1.0 without Host; HTTP/1.1 upstreams require one
-	}
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(uri)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(host)
-	bw.WriteString("\r\n")
-	peer := peerAddr(r.RemoteAddr)
-	trusted := len(s.trusted) > 0 && s.isTrusted(peer)
-	conn := r.Header["Connection"]
-	for k, vv := range r.Header {
-		if hopHeaders[k] || k == "Content-Length" || k == "Host" || k == "Expect" || strings.IndexByte(k, '_') >= 0 {
-			// nginx drops header names with underscores (underscores_in_headers
-			// off): WSGI would read X_Forwarded_For as X-Forwarded-For.
-			continue
-		}
-		if forwardedHeaders[k] && (!trusted || k != "X-Forwarded-Proto" && k != "X-Forwarded-Host" && k != "Forwarded") {
-			continue
-		}
-		if conn != nil && h1.ConnectionListed(conn, k) {
-			continue
-		}
-		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
-	bw.WriteString("X-Forwarded-For: ")
-	if trusted {
-		for _, v := range r.Header["X-Forwarded-For"] {
-			bw.WriteString(v)
-			bw.WriteString(", ")
-		}
-	}
-	bw.WriteString(peer)
-	bw.WriteString("\r\nX-Real-IP: ")
-	bw.WriteString(client)
-	bw.WriteString("\r\n")
-	if !trusted || r.Header["X-Forwarded-Proto"] == nil {
-		if r.TLS != nil {
-			bw.WriteString("X-Forwarded-Proto: https\r\n")
-		} else {
-			bw.WriteString("X-Forwarded-Proto: http\r\n")
-		}
-	}
-	if !trusted || r.Header["X-Forwarded-Host"] == nil {
-		bw.WriteString("X-Forwarded-Host: ")
-		bw.WriteString(r.Host)
-		bw.WriteString("\r\n")
-	}
-	if upgrade != "" {
-		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
-		bw.WriteString(upgrade)
-		bw.WriteString("\r\n")
-	}
-	switch {
-	case spooled != nil:
-		return writeSpooled(bw, spooled)
-	case body == nil:
-		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
-			bw.WriteString("Content-Length: 0\r\n")
-		}
-	case r.ContentLength > 0:
-		bw.WriteString("Content-Length: ")
-		var nb [20]byte
-		bw.Write(strconv.AppendInt(nb[:0], r.ContentLength, 10))
-		bw.WriteString("\r\n")
-	default:
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	}
-	bw.WriteString("\r\n")
-	if body != nil {
-		if r.ContentLength > 0 {
-			if _, err := io.CopyN(bw, body, r.ContentLength); err != nil {
-				return err
-			}
-		} else {
-			cw := httputil.NewChunkedWriter(bw)
-			if _, err := io.Copy(cw, body); err != nil {
-				return err
-			}
-			cw.Close()
-			bw.WriteString("\r\n")
-		}
-	}
-	return bw.Flush()
-}
-
 // bodyReader reads the client's body with a deadline per read (nginx's
 // client_body_timeout: a slow client is cut off, a slow but steady one is
 // not) and enforces the size limit on chunked bodies.
@@ -538,17 +398,4 @@ func (s *Server) tunnel(w *recorder, r *http.Request, c *h1.UpConn) {
 	}
 	w.status = http.StatusSwitchingProtocols
 	w.bytes += c.Tunnel(cc, brw.Reader)
-}
-
-// writeSpooled ends a request head with the length of a buffered body and
-// sends the body.
-func writeSpooled(bw *bufio.Writer, sp *spool) error {
-	bw.WriteString("Content-Length: ")
-	var nb [20]byte
-	bw.Write(strconv.AppendInt(nb[:0], sp.Len(), 10))
-	bw.WriteString("\r\n\r\n")
-	if _, err := sp.WriteTo(bw); err != nil {
-		return err
-	}
-	return bw.Flush()
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"onebox/proxy/internal/h1"
 )
 
 // recorder wraps the ResponseWriter to learn the status and the body size
@@ -19,18 +21,23 @@ type recorder struct {
 	upstreamTime time.Duration // time to the upstream's response header, -1 when not proxied
 	upstreamAddr string
 	abort        bool // end the connection without completing the response
+	// fields is the buffer of the header fields a proxied request sends
+	// upstream, kept with the pooled recorder so that a request costs no
+	// allocation for it (on the stack it would escape: see h1.Outgoing).
+	fields []h1.Field
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 
 func getRecorder(w http.ResponseWriter) *recorder {
 	r := recorderPool.Get().(*recorder)
-	*r = recorder{w: w, upstreamTime: -1}
+	*r = recorder{w: w, upstreamTime: -1, fields: r.fields[:0]}
 	return r
 }
 
 func putRecorder(r *recorder) {
 	r.w = nil
+	clear(r.fields) // the strings are the request's
 	recorderPool.Put(r)
 }
 

@@ -11,7 +11,7 @@ import (
 //
 //	c, err := u.Get(ctx, false)
 //	c.WatchClient(h1.ClientConn(w)) // or c.WatchContext(ctx) on TLS
-//	write the request to c.Writer() and flush it
+//	c.WriteRequest(&h1.Outgoing{...}, body, spooled)
 //	resp, err := c.ReadResponse(w.Header(), r.Method)
 //	copy c.Body(), then c.Trailer()
 //	c.Done(complete)                // pooled, or closed
