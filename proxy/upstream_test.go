@@ -190,6 +190,18 @@ func upstreamMain() {
 		_ = bw.Flush()
 		_ = c.Close()
 	})
+	mux.HandleFunc("/cut", func(w http.ResponseWriter, r *http.Request) {
+		// A 1 MiB response cut after 256 KiB: past any memory buffer.
+		_, _ = io.Copy(io.Discard, r.Body)
+		c, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 1<<20)
+		_, _ = bw.Write(make([]byte, 256<<10))
+		_ = bw.Flush()
+		_ = c.Close()
+	})
 	mux.HandleFunc("/closed", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, strconv.FormatInt(closed.Load(), 10))
 	})

@@ -251,6 +251,31 @@ func TestCheckCommand(t *testing.T) {
 	}
 }
 
+// onebox check says where bodies past their memory buffer go: files in a
+// writable PROXY_TEMP_DIR; with an unusable one (a read-only root) a warning
+// naming it and anonymous memory, and still exit 0.
+func TestCheckSaysWhereBodiesGo(t *testing.T) {
+	var out, errOut bytes.Buffer
+	dir := t.TempDir()
+	if err := run(context.Background(), []string{"check"}, &out, &errOut, base(t, "PROXY_TEMP_DIR", dir)); err != nil {
+		t.Fatalf("check: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "bodies past their memory buffer go to files (") || !strings.Contains(errOut.String(), ") in "+dir+"\n") ||
+		strings.Contains(errOut.String(), "warning") {
+		t.Errorf("writable PROXY_TEMP_DIR: check said\n%s", errOut.String())
+	}
+	errOut.Reset()
+	missing := filepath.Join(dir, "missing")
+	if err := run(context.Background(), []string{"check"}, &out, &errOut, base(t, "PROXY_TEMP_DIR", missing)); err != nil {
+		t.Fatalf("check with an unusable PROXY_TEMP_DIR: %v, want exit 0 with a warning\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"onebox: warning: PROXY_TEMP_DIR=\"" + missing + "\" is not usable", "bodies past their memory buffer go to anonymous memory (memfd)\n"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("unusable PROXY_TEMP_DIR: check output lacks %q:\n%s", want, errOut.String())
+		}
+	}
+}
+
 func TestCommandLine(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
