@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"onebox/proxy/internal/h1/h1test"
 )
 
 func TestForwardHeaders(t *testing.T) {
@@ -536,4 +539,94 @@ func TestClientAbortDuringUpstreamHead(t *testing.T) {
 	if !strings.Contains(logged, `"GET /partial-head HTTP/1.1" 499 0`) {
 		t.Errorf("access log %q: want /partial-head logged 499", logged)
 	}
+}
+
+// TestStreamedResponse: a body of unknown length (an upstream that
+// streams) goes out chunked to HTTP/1.1 and until close to HTTP/1.0, as it
+// arrives.
+func TestStreamedResponse(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+	const first, second = "data: first\n\n", "data: second\n\n"
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		t.Run(proto, func(t *testing.T) {
+			c := h1test.Dial(t, addr)
+			c.Send("GET /stream " + proto + "\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(c.BR, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 200 || resp.ContentLength != -1 || resp.Header.Get("Content-Length") != "" {
+				t.Errorf("%d, Content-Length %d; want 200 without a length", resp.StatusCode, resp.ContentLength)
+			}
+			if proto == "HTTP/1.1" {
+				if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+					t.Errorf("Transfer-Encoding %q, want chunked", resp.TransferEncoding)
+				}
+				h1test.ExpectKept(t, resp)
+			} else {
+				if resp.TransferEncoding != nil {
+					t.Errorf("Transfer-Encoding %q to HTTP/1.0", resp.TransferEncoding)
+				}
+				h1test.ExpectClose(t, resp)
+			}
+			// The first event arrives while the upstream still holds the
+			// second one back.
+			buf := make([]byte, len(first))
+			if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != first {
+				t.Fatalf("first event %q, %v", buf, err)
+			}
+			if r, _ := get(t, addr, "", "/release"); r.StatusCode != 200 {
+				t.Fatalf("release: %d", r.StatusCode)
+			}
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != second {
+				t.Fatalf("rest %q, %v; want %q", rest, err, second)
+			}
+			if proto == "HTTP/1.0" {
+				c.ExpectClosed(5 * time.Second)
+				return
+			}
+			c.Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, body := c.Response("GET"); resp.StatusCode != 200 || body != "hello from upstream\n" {
+				t.Errorf("next request on the connection: %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestExpectContinueForwarded: the proxy asks for the body with a 100
+// Continue only when it forwards it (the engine's part is h1's
+// TestH1ExpectContinue), the upstream gets the body without the Expect
+// header, and the connection carries on.
+func TestExpectContinueForwarded(t *testing.T) {
+	up := startUpstream(t, true)
+	_, addr := proxyTo(t, up.target, nil)
+
+	t.Run("100 Continue before the final response", func(t *testing.T) {
+		c := h1test.Dial(t, addr)
+		c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n")
+		// The body is sent only once the server asks for it.
+		line, err := c.BR.ReadString('\n')
+		if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+			t.Fatalf("first line %q, %v; want 100 Continue", line, err)
+		}
+		if end, err := c.BR.ReadString('\n'); err != nil || end != "\r\n" {
+			t.Fatalf("after 100 Continue: %q, %v", end, err)
+		}
+		c.Send("hello world")
+		resp, body := c.Response("POST")
+		var e echoReply
+		if err := json.Unmarshal([]byte(body), &e); err != nil || resp.StatusCode != 200 || e.Length != 11 {
+			t.Fatalf("%d %q (%v); want the upstream to get 11 bytes", resp.StatusCode, body, err)
+		}
+		if _, ok := e.Header["Expect"]; ok {
+			t.Errorf("the upstream got Expect: %q", e.Header["Expect"])
+		}
+		h1test.ExpectKept(t, resp)
+		c.Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := c.Response("GET"); resp.StatusCode != 200 {
+			t.Errorf("next request: %d", resp.StatusCode)
+		}
+	})
 }

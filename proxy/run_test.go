@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"onebox/proxy/internal/h1/h1test"
 )
 
 // TestDrainOnCancel: cancelling Run's context stops accepting, lets the
@@ -158,5 +161,84 @@ func TestReadyAfterListen(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestServeShutdownDrain: cancelling Serve's context closes an idle keep-alive
+// connection at once, lets the request in flight finish with
+// "Connection: close", and then returns.
+func TestServeShutdownDrain(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			entered <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "done "+r.URL.Path)
+	})}
+	go func() { _ = up.Serve(upLn) }()
+	t.Cleanup(func() { _ = up.Close() })
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+
+	s, err := New(envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": "http://" + upLn.Addr().String()}), Deps{DrainTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, nil) }()
+
+	idle := h1test.Dial(t, addr)
+	idle.Send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := idle.Response("GET"); resp.StatusCode != 200 || body != "done /fast" {
+		t.Fatalf("idle connection's request: %d %q", resp.StatusCode, body)
+	}
+	busy := h1test.Dial(t, addr)
+	busy.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+
+	cancel()
+	// The idle connection ends while the other request is still held.
+	idle.ExpectClosed(3 * time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned %v with a request in flight", err)
+	default:
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("still accepting connections during the drain")
+	}
+
+	releaseOnce.Do(func() { close(release) })
+	resp, body := busy.Response("GET")
+	if resp.StatusCode != 200 || body != "done /block" {
+		t.Errorf("in-flight request: %d %q", resp.StatusCode, body)
+	}
+	h1test.ExpectClose(t, resp)
+	busy.ExpectClosed(5 * time.Second)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the drain")
 	}
 }
