@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,66 +54,8 @@ func TestBinarySlowClientsNeverReachWorkers(t *testing.T) {
 		t.Fatal("onebox not ready within 30s")
 	}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(2)
-		go func() { // a slow uploader: 1 byte a second of a 100-byte body
-			defer wg.Done()
-			c, err := net.Dial("tcp", listen)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
-			tick := time.NewTicker(time.Second) // the client's pace, not a wait for the server
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					_, _ = c.Write([]byte{'a'})
-				}
-			}
-		}()
-		go func() { // a slow reader: 4 MiB through a 4 KiB window, never read
-			defer wg.Done()
-			c, err := net.Dial("tcp", listen)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
-			_, _ = io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-			<-stop
-		}()
-	}
+	slowClientRun(t, listen, 4*time.Second)
 	client := &http.Client{Timeout: 2 * time.Second}
-	var answers, failed atomic.Int64
-	end := time.Now().Add(4 * time.Second)
-	for time.Now().Before(end) {
-		resp, err := client.Get("http://" + listen + "/hello")
-		if err != nil {
-			if failed.Add(1) == 1 {
-				t.Logf("first failure: %v", err)
-			}
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 && string(b) == "hello\n" {
-			answers.Add(1)
-		} else if failed.Add(1) == 1 {
-			t.Logf("first failure: %d %q", resp.StatusCode, b)
-		}
-	}
-	close(stop)
-	wg.Wait()
-	t.Logf("good client: %d answers, %d failed in 4s beside 8 slow uploaders and 8 slow readers", answers.Load(), failed.Load())
-	if failed.Load() != 0 || answers.Load() < 20 {
-		t.Errorf("good client: %d answers, %d failed; want every answer (at least 20) and none failed", answers.Load(), failed.Load())
-	}
 	// The workers kept their connections alive: the one that answers has
 	// served many requests on few connections.
 	resp, err := client.Get("http://" + listen + "/stats")
