@@ -237,6 +237,8 @@ func (s *Server) Status() any {
 	type upStatus struct {
 		Address string `json:"address"`
 		Idle    int    `json:"idle"`
+		// Bound is APP_WORKER_CONNECTIONS at work on the pool.
+		Bound *h1.ConnLimit `json:"bound,omitempty"`
 	}
 	type status struct {
 		Listen    string     `json:"listen"`
@@ -256,7 +258,7 @@ func (s *Server) Status() any {
 		st.Sites = append(st.Sites, x.name)
 	}
 	for _, u := range s.upstreams {
-		st.Upstreams = append(st.Upstreams, upStatus{Address: u.String(), Idle: u.Idle()})
+		st.Upstreams = append(st.Upstreams, upStatus{Address: u.String(), Idle: u.Idle(), Bound: u.Limit()})
 	}
 	return st
 }

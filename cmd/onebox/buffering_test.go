@@ -71,4 +71,39 @@ func TestBinarySlowClientsNeverReachWorkers(t *testing.T) {
 	if conns < 1 || reqs < 10*conns {
 		t.Errorf("one worker served %d requests on %d connections; want keep-alive (at least 10 per connection)", reqs, conns)
 	}
+	// /status shows the bound at work: 2 workers x 1 connection.
+	sresp, err := client.Get("http://" + admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sresp.Body.Close()
+	var st struct {
+		Components []struct {
+			Name   string `json:"name"`
+			Detail struct {
+				Upstreams []struct {
+					Bound *struct {
+						Max  int `json:"max_conns"`
+						Open int `json:"open"`
+					} `json:"bound"`
+				} `json:"upstreams"`
+			} `json:"detail"`
+		} `json:"components"`
+	}
+	if err := json.NewDecoder(sresp.Body).Decode(&st); err != nil {
+		t.Fatalf("/status: %v", err)
+	}
+	found := false
+	for _, c := range st.Components {
+		if c.Name == "proxy" && len(c.Detail.Upstreams) == 1 {
+			b := c.Detail.Upstreams[0].Bound
+			found = b != nil && b.Max == 2 && b.Open >= 1 && b.Open <= 2
+			if !found {
+				t.Errorf("/status: the pool's bound is %+v, want max_conns 2 and 1 or 2 open", b)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("/status has no proxy upstream with a bound: %+v", st)
+	}
 }

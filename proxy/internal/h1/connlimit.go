@@ -127,3 +127,22 @@ func (l *connLimit) release() {
 	l.open++
 	w.ch <- nil
 }
+
+// ConnLimit is an upstream's bound on connections as it stands: the bound,
+// the connections open (in use and idle) and the requests waiting for one.
+type ConnLimit struct {
+	Max     int `json:"max_conns"`
+	Open    int `json:"open"`
+	Waiting int `json:"waiting"`
+}
+
+// Limit reports the bound on connections, or nil when there is none.
+func (u *Upstream) Limit() *ConnLimit {
+	if u.limit == nil {
+		return nil
+	}
+	l := u.limit
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return &ConnLimit{Max: l.max(), Open: l.open, Waiting: len(l.waiters)}
+}

@@ -119,6 +119,9 @@ func TestConnLimitSingleThreadedWorkers(t *testing.T) {
 	if n := u.Idle(); n != 1 {
 		t.Errorf("%d idle connections after scaling the bound to 1; want 1", n)
 	}
+	if l := u.Limit(); l == nil || *l != (ConnLimit{Max: 1, Open: 1, Waiting: 0}) {
+		t.Errorf("Limit() = %+v, want 1 allowed, 1 open, none waiting", l)
+	}
 
 	// No bound: a third connection sits in the backlog behind two idle
 	// kept-alive ones and its request gets no answer.
@@ -140,6 +143,9 @@ func TestConnLimitSingleThreadedWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = io.ReadAll(c.Body())
+	}
+	if l := free.Limit(); l != nil {
+		t.Errorf("Limit() of an upstream without a bound = %+v, want nil", l)
 	}
 	third, err := free.Dial(context.Background())
 	if err != nil {
