@@ -103,6 +103,10 @@ type UpConn struct {
 	// fails the upstream read when the request's context ends (the
 	// client left); it reports false when the hook has run.
 	stopWatch func() bool
+	// left is set by that hook before it moves the deadline: Read checks
+	// it after setting a deadline of its own, which could otherwise
+	// overwrite the hook's and wait out the upstream.
+	left atomic.Bool
 }
 
 // aLongTimeAgo is a read deadline that fails a read at once.
@@ -114,8 +118,11 @@ func (c *UpConn) WatchContext(ctx context.Context) {
 	if ctx.Done() == nil {
 		return // a context that cannot end needs no hook
 	}
-	nc := c.nc
-	c.stopWatch = context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(aLongTimeAgo) })
+	c.left.Store(false)
+	c.stopWatch = context.AfterFunc(ctx, func() {
+		c.left.Store(true)
+		_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	})
 }
 
 // unwatch removes the context hook; false means it ran and the
@@ -173,6 +180,12 @@ func (c *UpConn) Read(p []byte) (int, error) {
 			// (The second case: a longer deadline left by an exchange
 			// without a client to watch.)
 			c.readDL = now.Add(step)
+			_ = c.nc.SetReadDeadline(c.readDL)
+		}
+		if c.left.Load() {
+			// The client left (WatchContext) and the deadline set
+			// above may have replaced the hook's: fail the read now.
+			c.readDL = aLongTimeAgo
 			_ = c.nc.SetReadDeadline(c.readDL)
 		}
 		n, err := c.nc.Read(p)
