@@ -28,33 +28,8 @@ import (
 func TestGuestbook(t *testing.T) {
 	s := startStack(t)
 
-	t.Run("page through the proxy", func(t *testing.T) {
-		want, err := os.ReadFile(filepath.Join(suite.context, "examples", "guestbook", "static", "index.html"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		code, body, err := s.get("/", "")
-		if err != nil || code != http.StatusOK || body != string(want) {
-			t.Fatalf("GET / = %d, %v, body %d bytes; want 200 and static/index.html (%d bytes)", code, err, len(body), len(want))
-		}
-	})
-
-	t.Run("message posted, listed and stored in MySQL", func(t *testing.T) {
-		text := "hello from the integration suite " + randomHex(6)
-		code, body := s.postMessage(t, "it", text)
-		if code != http.StatusCreated && code != http.StatusOK {
-			t.Fatalf("POST /api/messages = %d %s", code, body)
-		}
-		code, body, err := s.get("/api/messages", "")
-		if err != nil || code != http.StatusOK || !strings.Contains(body, text) {
-			t.Fatalf("GET /api/messages = %d, %v, %s; want 200 listing %q", code, err, body, text)
-		}
-		dump := s.mysqlDump(t)
-		if !strings.Contains(dump, text) {
-			t.Fatalf("the message is not in the database; dump:\n%s", dump)
-		}
-		t.Logf("dump %d bytes: %s", len(dump), firstLineWith(dump, text))
-	})
+	t.Run("page through the proxy", func(t *testing.T) { pageServed(t, s, "examples/guestbook/static/index.html") })
+	t.Run("message posted, listed and stored in MySQL", func(t *testing.T) { messageStored(t, s) })
 
 	t.Run("page in Chromium", func(t *testing.T) { pageInChromium(t, s) })
 
@@ -167,21 +142,7 @@ func TestGuestbook(t *testing.T) {
 		}
 	})
 
-	t.Run("worker SIGKILLed is replaced", func(t *testing.T) {
-		before := s.status().workerPids()
-		if len(before) != workers {
-			t.Fatalf("workers before = %v, want %d", before, workers)
-		}
-		victim := before[0]
-		s.sidecar(fmt.Sprintf("kill -KILL %d", victim))
-		testutil.EventuallyWhy(t, 30*time.Second, 200*time.Millisecond, "a new worker replaces the killed one", func() (bool, string) {
-			now := s.status().workerPids()
-			return len(now) == workers && !slices.Contains(now, victim), fmt.Sprint(now)
-		})
-		if code, _, err := s.get("/api/messages", ""); err != nil || code != http.StatusOK {
-			t.Fatalf("GET /api/messages after the kill = %d, %v", code, err)
-		}
-	})
+	t.Run("worker SIGKILLed is replaced", func(t *testing.T) { workerKilledIsReplaced(t, s) })
 
 	t.Run("TTIN adds a worker, TTOU removes one", func(t *testing.T) {
 		for _, step := range []struct {
@@ -198,36 +159,7 @@ func TestGuestbook(t *testing.T) {
 		}
 	})
 
-	t.Run("three HUP reloads under load, zero failed requests", func(t *testing.T) {
-		l := startLoad(s.base+"/api/messages", 4)
-		defer l.stop()
-		if !l.waitFor(50, 30*time.Second) {
-			t.Fatal("load loop got no responses")
-		}
-		for i := 1; i <= 3; i++ {
-			old := s.status().workerPids()
-			if err := s.dc.Kill(s.ctx(time.Minute), s.onebox.ID, "HUP"); err != nil {
-				t.Fatal(err)
-			}
-			testutil.EventuallyWhy(t, time.Minute, 200*time.Millisecond, fmt.Sprintf("reload %d replaces every worker", i), func() (bool, string) {
-				now := s.status().workerPids()
-				for _, p := range now {
-					if slices.Contains(old, p) {
-						return false, fmt.Sprint(old, " → ", now)
-					}
-				}
-				return len(now) == workers, fmt.Sprint(old, " → ", now)
-			})
-			if !l.waitFor(50, 30*time.Second) {
-				t.Fatalf("load stalled after reload %d", i)
-			}
-		}
-		total, failed, errs := l.stop()
-		t.Logf("HUP ×3 under load: %d requests, %d failed", total, failed)
-		if failed != 0 {
-			t.Fatalf("%d of %d requests failed during reloads; first: %s", failed, total, strings.Join(errs, "; "))
-		}
-	})
+	t.Run("three HUP reloads under load, zero failed requests", func(t *testing.T) { reloadsUnderLoad(t, s) })
 
 	t.Run("orphans are reaped, no zombies", func(t *testing.T) {
 		before := s.status().Orphans
@@ -314,6 +246,89 @@ func TestGuestbook(t *testing.T) {
 	}
 }
 
+// pageServed: GET / through the proxy is the static page at file (relative
+// to the build context), byte for byte.
+func pageServed(t *testing.T, s *stack, file string) {
+	want, err := os.ReadFile(filepath.Join(suite.context, filepath.FromSlash(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body, err := s.get("/", "")
+	if err != nil || code != http.StatusOK || body != string(want) {
+		t.Fatalf("GET / = %d, %v, body %d bytes; want 200 and %s (%d bytes)", code, err, len(body), file, len(want))
+	}
+}
+
+// messageStored: a message POSTed to the API is listed by it and is a row
+// in MySQL.
+func messageStored(t *testing.T, s *stack) {
+	text := "hello from the integration suite " + randomHex(6)
+	code, body := s.postMessage(t, "it", text)
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("POST /api/messages = %d %s", code, body)
+	}
+	code, body, err := s.get("/api/messages", "")
+	if err != nil || code != http.StatusOK || !strings.Contains(body, text) {
+		t.Fatalf("GET /api/messages = %d, %v, %s; want 200 listing %q", code, err, body, text)
+	}
+	dump := s.mysqlDump(t)
+	if !strings.Contains(dump, text) {
+		t.Fatalf("the message is not in the database; dump:\n%s", dump)
+	}
+	t.Logf("dump %d bytes: %s", len(dump), firstLineWith(dump, text))
+}
+
+// workerKilledIsReplaced: a worker SIGKILLed from inside the container is
+// replaced, and the API answers.
+func workerKilledIsReplaced(t *testing.T, s *stack) {
+	before := s.status().workerPids()
+	if len(before) != workers {
+		t.Fatalf("workers before = %v, want %d", before, workers)
+	}
+	victim := before[0]
+	s.sidecar(fmt.Sprintf("kill -KILL %d", victim))
+	testutil.EventuallyWhy(t, 30*time.Second, 200*time.Millisecond, "a new worker replaces the killed one", func() (bool, string) {
+		now := s.status().workerPids()
+		return len(now) == workers && !slices.Contains(now, victim), fmt.Sprint(now)
+	})
+	if code, _, err := s.get("/api/messages", ""); err != nil || code != http.StatusOK {
+		t.Fatalf("GET /api/messages after the kill = %d, %v", code, err)
+	}
+}
+
+// reloadsUnderLoad: three HUPs under a load loop on the API each replace
+// every worker, and not one request fails.
+func reloadsUnderLoad(t *testing.T, s *stack) {
+	l := startLoad(s.base+"/api/messages", 4)
+	defer l.stop()
+	if !l.waitFor(50, 30*time.Second) {
+		t.Fatal("load loop got no responses")
+	}
+	for i := 1; i <= 3; i++ {
+		old := s.status().workerPids()
+		if err := s.dc.Kill(s.ctx(time.Minute), s.onebox.ID, "HUP"); err != nil {
+			t.Fatal(err)
+		}
+		testutil.EventuallyWhy(t, time.Minute, 200*time.Millisecond, fmt.Sprintf("reload %d replaces every worker", i), func() (bool, string) {
+			now := s.status().workerPids()
+			for _, p := range now {
+				if slices.Contains(old, p) {
+					return false, fmt.Sprint(old, " → ", now)
+				}
+			}
+			return len(now) == workers, fmt.Sprint(old, " → ", now)
+		})
+		if !l.waitFor(50, 30*time.Second) {
+			t.Fatalf("load stalled after reload %d", i)
+		}
+	}
+	total, failed, errs := l.stop()
+	t.Logf("HUP ×3 under load: %d requests, %d failed", total, failed)
+	if failed != 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %s", failed, total, strings.Join(errs, "; "))
+	}
+}
+
 // TestDockerStopDrains stops onebox while a slow request is in flight: the
 // request completes, onebox exits 0, well inside the grace period.
 func TestDockerStopDrains(t *testing.T) {
@@ -363,21 +378,28 @@ func TestDockerStopDrains(t *testing.T) {
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
+	stoppedCleanly(t, s, res.took)
+	if dump := s.mysqlDump(t); !strings.Contains(dump, text) {
+		t.Errorf("the slow message is not in the database")
+	}
+}
+
+// stoppedCleanly: after a docker stop that took took, onebox exited 0 well
+// inside the 15 s grace period.
+func stoppedCleanly(t *testing.T, s *stack, took time.Duration) {
+	t.Helper()
 	ins, err := s.dc.Inspect(s.ctx(time.Minute), s.onebox.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("docker stop took %s, exit code %d", res.took.Round(10*time.Millisecond), ins.State.ExitCode)
+	t.Logf("docker stop took %s, exit code %d", took.Round(10*time.Millisecond), ins.State.ExitCode)
 	if ins.State.ExitCode != 0 || ins.State.OOMKilled {
 		t.Errorf("exit code after docker stop = %d, want 0", ins.State.ExitCode)
 	}
 	// The grace period is 15 s and onebox's budget 9 s: a clean drain is
 	// far below both; 137 or a stop near 15 s would mean docker's SIGKILL.
-	if res.took > 10*time.Second {
-		t.Errorf("docker stop took %s, not well inside the 15 s grace period", res.took)
-	}
-	if dump := s.mysqlDump(t); !strings.Contains(dump, text) {
-		t.Errorf("the slow message is not in the database")
+	if took > 10*time.Second {
+		t.Errorf("docker stop took %s, not well inside the 15 s grace period", took)
 	}
 }
 

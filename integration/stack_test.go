@@ -61,20 +61,29 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// startStack starts compose.yaml plus the suite's override as a fresh
-// project, waits until both containers are healthy, and registers the
-// teardown (containers' logs first when the test failed).
-func startStack(t *testing.T) *stack {
-	t.Helper()
-	s := &stack{
-		t:            t,
-		dc:           suite.dc,
-		password:     "pw-" + randomHex(8),
-		rootPassword: "root-" + randomHex(8),
-		srv:          filepath.Join(t.TempDir(), "srv"),
-		client:       &http.Client{Timeout: 30 * time.Second},
-	}
-	// A second site's root, and a canary beside it that no URL may reach.
+// stackSpec says which compose file a stack runs and how the suite adapts it.
+type stackSpec struct {
+	prefix  string // of the compose project's name
+	file    string // the compose file, relative to the build context
+	service string // onebox's service in it
+	// override is the suite's compose override for s (its environment and
+	// mounts); it may prepare files under s.srv.
+	override func(t *testing.T, s *stack) string
+	env      []string // more ${VAR} values for compose
+}
+
+// guestbookStack is compose.yaml, the repository's own stack: onebox running
+// the Go guestbook demo, plus MySQL.
+var guestbookStack = stackSpec{
+	prefix:   "onebox-it",
+	file:     "compose.yaml",
+	service:  "onebox",
+	override: guestbookOverride,
+}
+
+// guestbookOverride gives the stack a second site and a canary beside its
+// root that no URL may reach.
+func guestbookOverride(t *testing.T, s *stack) string {
 	// Modes: the container's non-root user reads through the bind mount.
 	mustWrite(t, filepath.Join(s.srv, "docs", "index.html"), docsIndex)
 	mustWrite(t, filepath.Join(s.srv, "secret.txt"), secretText+"\n")
@@ -83,8 +92,7 @@ func startStack(t *testing.T) *stack {
 			t.Fatal(err)
 		}
 	}
-	override := filepath.Join(t.TempDir(), "compose.override.yaml")
-	mustWrite(t, override, fmt.Sprintf(`services:
+	return fmt.Sprintf(`services:
   onebox:
     environment:
       APP_WORKERS: "%d"
@@ -94,13 +102,37 @@ func startStack(t *testing.T) *stack {
       PROXY_SITE_DOCS_ROOT: /srv/docs
     volumes:
       - %s:/srv:ro
-`, workers, docsHost, s.srv))
+`, workers, docsHost, s.srv)
+}
 
-	cp, err := docker.NewCompose(docker.ProjectName("onebox-it"), filepath.Join(suite.context, "compose.yaml"), override)
+// startStack starts compose.yaml plus the suite's override as a fresh
+// project; see startSpec.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	return startSpec(t, guestbookStack)
+}
+
+// startSpec starts spec's compose file plus the suite's override as a fresh
+// project, waits until both containers are healthy, and registers the
+// teardown (containers' logs first when the test failed).
+func startSpec(t *testing.T, spec stackSpec) *stack {
+	t.Helper()
+	s := &stack{
+		t:            t,
+		dc:           suite.dc,
+		password:     "pw-" + randomHex(8),
+		rootPassword: "root-" + randomHex(8),
+		srv:          filepath.Join(t.TempDir(), "srv"),
+		client:       &http.Client{Timeout: 30 * time.Second},
+	}
+	override := filepath.Join(t.TempDir(), "compose.override.yaml")
+	mustWrite(t, override, spec.override(t, s))
+
+	cp, err := docker.NewCompose(docker.ProjectName(spec.prefix), filepath.Join(suite.context, spec.file), override)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp.Env = stackEnv(s.password, s.rootPassword)
+	cp.Env = append(stackEnv(s.password, s.rootPassword), spec.env...)
 	s.cp = cp
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -116,7 +148,7 @@ func startStack(t *testing.T) *stack {
 	if err := cp.Up(ctx, "--no-build"); err != nil {
 		t.Fatal(err)
 	}
-	if s.onebox, err = s.dc.ServiceContainer(ctx, cp.Project, "onebox"); err != nil {
+	if s.onebox, err = s.dc.ServiceContainer(ctx, cp.Project, spec.service); err != nil {
 		t.Fatal(err)
 	}
 	if s.db, err = s.dc.ServiceContainer(ctx, cp.Project, "db"); err != nil {
@@ -307,4 +339,36 @@ func (st status) workerPids() []int {
 	}
 	sort.Ints(pids)
 	return pids
+}
+
+// inFlight is the number of requests the pool's workers last reported in
+// flight (their heartbeats carry it).
+func (st status) inFlight() int64 {
+	var n int64
+	for _, c := range st.Components {
+		if c.Name != "appserver" || len(c.Detail) == 0 {
+			continue
+		}
+		var detail struct {
+			Workers []struct {
+				InFlight int64 `json:"in_flight"`
+			} `json:"workers"`
+		}
+		if json.Unmarshal(c.Detail, &detail) == nil {
+			for _, w := range detail.Workers {
+				n += w.InFlight
+			}
+		}
+	}
+	return n
+}
+
+// logs is onebox's whole log so far.
+func (s *stack) logs() string {
+	s.t.Helper()
+	logs, err := s.dc.Logs(s.ctx(time.Minute), s.onebox.ID)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return logs
 }

@@ -164,7 +164,9 @@ def test_routes():
         time.sleep(min(seconds, 30))
         return jsonify(slept=seconds, pid=os.getpid())
 
-    @app.get("/test/hang")
+    # POST: the proxy retries an idempotent request once when its worker
+    # connection fails, which would hang a second worker.
+    @app.post("/test/hang")
     def hang():
         while True:
             time.sleep(1)

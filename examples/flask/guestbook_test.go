@@ -149,9 +149,10 @@ func TestFlaskGuestbookWithMariaDB(t *testing.T) {
 		t.Errorf("limit=0: %d, want 400", code)
 	}
 	// The compose suite's test-only routes are off unless GUESTBOOK_TEST_ROUTES=1.
-	for _, path := range []string{"/test/slow", "/test/hang", "/test/grow"} {
-		if code, _ := do("GET", path, "", ""); code != http.StatusNotFound {
-			t.Errorf("GET %s without GUESTBOOK_TEST_ROUTES = %d, want 404", path, code)
+	for _, route := range []string{"GET /test/slow", "POST /test/hang", "GET /test/grow"} {
+		method, path, _ := strings.Cut(route, " ")
+		if code, _ := do(method, path, "", ""); code != http.StatusNotFound {
+			t.Errorf("%s without GUESTBOOK_TEST_ROUTES = %d, want 404", route, code)
 		}
 	}
 	resp, err := http.Get(base + "/")
