@@ -49,7 +49,7 @@ func readResponse(br *bufio.Reader, dst http.Header, method string, r *Response,
 			return ErrBadResponse
 		}
 		if p, err := br.Peek(13); err == nil && bytes.HasPrefix(p, []byte("HTTP/1.")) && p[9] == '1' && string(p[9:12]) != "101" {
-			head, _, err := collectHead(br, (*scratch)[:0])
+			head, _, err := readResponseHead(br, (*scratch)[:0])
 			*scratch = head[:0]
 			if err != nil {
 				return err
@@ -63,7 +63,7 @@ func readResponse(br *bufio.Reader, dst http.Header, method string, r *Response,
 // readResponseOnce reads one response head: the head's bytes, its status
 // line, its fields and the framing of its body.
 func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Response, scratch *[]byte) error {
-	head, lines, err := collectHead(br, (*scratch)[:0])
+	head, lines, err := readResponseHead(br, (*scratch)[:0])
 	defer func() { *scratch = head[:0] }()
 	if err != nil {
 		return err
@@ -85,9 +85,10 @@ func readResponseOnce(br *bufio.Reader, dst http.Header, method string, r *Respo
 // no line longer than the connection's buffer.
 var responseHead = headLimits{max: MaxHeaderBytes * 2}
 
-// collectHead reads a response head, status line to empty line, into buf
-// and counts its lines.
-func collectHead(br *bufio.Reader, buf []byte) (head []byte, lines int, err error) {
+// readResponseHead reads a response head, status line to empty line, into
+// buf with readHead and counts its lines. What readHead refuses is
+// ErrBadResponse.
+func readResponseHead(br *bufio.Reader, buf []byte) (head []byte, lines int, err error) {
 	head, lines, err = readHead(br, buf, responseHead)
 	if _, refused := err.(headError); refused {
 		return head, lines, ErrBadResponse
