@@ -72,8 +72,12 @@ func GuestbookCheck(t *testing.T, baseURL string) {
 			chromedp.SendKeys(chromedp.ID("message"), text),
 			chromedp.Click(chromedp.ID("send")),
 			listed(text)}},
+		// WaitVisible before the poll: a poll right after Reload once ran in
+		// the discarded page's execution context ("Cannot find context with
+		// specified id", 1 run in 6); a query retries until it finds #send in
+		// the new page, so the poll after it runs there.
 		{"reload and still see the message", []chromedp.Action[chromedp.Void]{
-			chromedp.Reload(), listed(text)}},
+			chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("send")), listed(text)}},
 		{"send a message of only spaces", []chromedp.Action[chromedp.Void]{
 			chromedp.SendKeys(chromedp.ID("name"), name),
 			chromedp.SendKeys(chromedp.ID("message"), "   "),
