@@ -47,7 +47,7 @@ func (e *tempFileError) Unwrap() error { return e.err }
 // has answered the client (413, 408, 400, 500) or marked it gone, and
 // returns nil.
 func (s *Server) bufferRequest(w *recorder, r *http.Request, st *site) *spool {
-	sp := s.reqSpool.get()
+	sp := s.reqSpool.take(&w.reqBody)
 	br := &bodyReader{r: r.Body, rc: http.NewResponseController(w), timeout: s.cfg.ClientBodyTimeout}
 	_, err := sp.ReadFrom(br)
 	if errors.Is(err, errSpoolFull) {
@@ -114,7 +114,7 @@ func (s *Server) responseBuffered(st *site, h http.Header, resp *h1.Response) bo
 // be released); otherwise the rest is to be streamed from body. On failure
 // it has answered the client (502, 504) and closed c, and returns nil.
 func (s *Server) bufferResponse(w *recorder, r *http.Request, st *site, c *h1.UpConn, body io.Reader) (sp *spool, done bool) {
-	sp = s.respSpool.get()
+	sp = s.respSpool.take(&w.respBody)
 	_, err := sp.ReadFrom(body)
 	if err == nil {
 		return sp, true

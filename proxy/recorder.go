@@ -25,6 +25,10 @@ type recorder struct {
 	// upstream, kept with the pooled recorder so that a request costs no
 	// allocation for it (on the stack it would escape: see h1.Outgoing).
 	fields []h1.Field
+	// reqBody and respBody hold the request's buffered bodies (their
+	// memory buffers are pooled by the spoolers), closed before the
+	// recorder goes back to its pool.
+	reqBody, respBody spool
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}

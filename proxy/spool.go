@@ -36,7 +36,15 @@ func newSpooler(tf *tempFiles, mem int, limit int64, files, bytes prometheus.Cou
 }
 
 // get returns an empty spool; Close gives back what it holds.
-func (sp *spooler) get() *spool { return &spool{sp: sp} }
+func (sp *spooler) get() *spool { return sp.take(new(spool)) }
+
+// take makes s an empty spool of sp and returns it: the request path
+// keeps its spools in the pooled recorder, so buffering costs no
+// allocation per request.
+func (sp *spooler) take(s *spool) *spool {
+	*s = spool{sp: sp}
+	return s
+}
 
 // spool holds one body: the first mem bytes in a pooled buffer, the rest in
 // a temp file. It is written once, then read back any number of times.
