@@ -46,12 +46,19 @@ const schema = `CREATE TABLE IF NOT EXISTS messages (
 	KEY created_at (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`
 
-// migrate creates the table; it is idempotent.
-func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("create table messages: %w", err)
+// migrate creates the table; it is idempotent. It reports whether it
+// created the table or found it: under onebox's prestart lock exactly one of
+// several replicas starting together creates it (the Swarm scenario counts).
+func migrate(ctx context.Context, db *sql.DB) (created bool, err error) {
+	var n int
+	err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'messages'").Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look for table messages: %w", err)
 	}
-	return nil
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return false, fmt.Errorf("create table messages: %w", err)
+	}
+	return n == 0, nil
 }
 
 // Message is one guestbook entry.

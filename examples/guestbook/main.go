@@ -69,10 +69,15 @@ func run(args []string, getenv func(string) string) error {
 	case "migrate":
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := migrate(ctx, db); err != nil {
+		created, err := migrate(ctx, db)
+		if err != nil {
 			return err
 		}
-		fmt.Println("guestbook: table messages is ready")
+		if created {
+			fmt.Println("guestbook: table messages created")
+		} else {
+			fmt.Println("guestbook: table messages already there")
+		}
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q: want serve or migrate", cmd)
