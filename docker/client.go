@@ -71,12 +71,25 @@ type Container struct {
 // ProjectContainers lists every container (running or not) of a compose
 // project, found by the compose project label, sorted by service then name.
 func (c *Client) ProjectContainers(ctx context.Context, project string) ([]Container, error) {
+	return c.LabeledContainers(ctx, LabelProject+"="+project)
+}
+
+// Swarm labels, set on every container of a swarm service's tasks.
+const (
+	LabelSwarmService = "com.docker.swarm.service.name"
+	LabelSwarmTask    = "com.docker.swarm.task.name"
+)
+
+// LabeledContainers lists every container (running or not) with a label
+// ("name=value", or "name" for any value), sorted by compose service then
+// name; for a swarm task's container, Service is the swarm service's name.
+func (c *Client) LabeledContainers(ctx context.Context, label string) ([]Container, error) {
 	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
-		Filters: make(client.Filters).Add("label", LabelProject+"="+project),
+		Filters: make(client.Filters).Add("label", label),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list containers of project %q: %w", project, err)
+		return nil, fmt.Errorf("list containers labelled %q: %w", label, err)
 	}
 	out := make([]Container, 0, len(res.Items))
 	for _, s := range res.Items {
@@ -86,11 +99,23 @@ func (c *Client) ProjectContainers(ctx context.Context, project string) ([]Conta
 			Service: s.Labels[LabelService],
 			State:   string(s.State),
 		}
+		if ct.Service == "" {
+			ct.Service = s.Labels[LabelSwarmService]
+		}
 		if len(s.Names) > 0 {
 			ct.Name = strings.TrimPrefix(s.Names[0], "/")
 		}
-		if s.Health != nil && s.Health.Status != container.NoHealthcheck {
-			ct.Health = string(s.Health.Status)
+		switch {
+		case s.Health != nil:
+			if s.Health.Status != container.NoHealthcheck {
+				ct.Health = string(s.Health.Status)
+			}
+		case s.State == container.StateRunning:
+			// Older daemons (Docker 20.10 among them) list no
+			// health: ask for it.
+			if ct.Health, err = c.health(ctx, s.ID); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, ct)
 	}
@@ -161,6 +186,35 @@ func (c *Client) HostPort(ctx context.Context, id, port string) (string, error) 
 		}
 	}
 	return "", fmt.Errorf("find host port of %s in container %s: not published", port, short(id))
+}
+
+// health is a container's health status, "" without a healthcheck.
+func (c *Client) health(ctx context.Context, id string) (string, error) {
+	ins, err := c.Inspect(ctx, id)
+	if isNotFound(err) {
+		return "", nil // removed since it was listed
+	}
+	if err != nil {
+		return "", err
+	}
+	if ins.State == nil || ins.State.Health == nil || ins.State.Health.Status == container.NoHealthcheck {
+		return "", nil
+	}
+	return string(ins.State.Health.Status), nil
+}
+
+// IPAddress returns a container's IPv4 address on a network (by name).
+func (c *Client) IPAddress(ctx context.Context, id, netName string) (string, error) {
+	ins, err := c.Inspect(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if ins.NetworkSettings != nil {
+		if ep, ok := ins.NetworkSettings.Networks[netName]; ok && ep != nil && ep.IPAddress.IsValid() {
+			return ep.IPAddress.String(), nil
+		}
+	}
+	return "", fmt.Errorf("find address of container %s on network %q: not attached", short(id), netName)
 }
 
 // Kill sends a signal ("HUP", "SIGTTIN", "9") to the container's main process.

@@ -82,6 +82,8 @@ type RunOptions struct {
 	Network  string // empty: the default bridge
 	// Labels are set on the container, e.g. to find it for clean-up.
 	Labels map[string]string
+	// Binds are bind mounts, as docker run -v: "/host/dir:/in/container[:ro]".
+	Binds []string
 }
 
 // RunResult is the outcome of a one-off container.
@@ -94,31 +96,11 @@ type RunResult struct {
 // and removes it, as `docker run --rm` does. A non-zero exit code is not an
 // error.
 func (c *Client) Run(ctx context.Context, opts RunOptions) (RunResult, error) {
-	created, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: &container.Config{
-			Image:  opts.Image,
-			Cmd:    opts.Cmd,
-			Env:    opts.Env,
-			User:   opts.User,
-			Labels: opts.Labels,
-		},
-		HostConfig: &container.HostConfig{
-			PidMode:        container.PidMode(opts.PIDMode),
-			ReadonlyRootfs: opts.ReadOnly,
-			Tmpfs:          opts.Tmpfs,
-			NetworkMode:    container.NetworkMode(opts.Network),
-		},
-	})
+	id, err := c.create(ctx, opts)
 	if err != nil {
-		return RunResult{}, fmt.Errorf("create container from %q: %w", opts.Image, err)
+		return RunResult{}, err
 	}
-	id := created.ID
-	defer func() {
-		// Remove even when ctx has ended, or the container outlives the test.
-		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_, _ = c.api.ContainerRemove(rmCtx, id, client.ContainerRemoveOptions{Force: true})
-	}()
+	defer func() { _ = c.Remove(ctx, id) }()
 
 	// Subscribe before starting, or a fast container's exit is missed.
 	wait := c.api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
@@ -137,4 +119,53 @@ func (c *Client) Run(ctx context.Context, opts RunOptions) (RunResult, error) {
 	}
 	res.Logs, err = c.Logs(ctx, id)
 	return res, err
+}
+
+func (c *Client) create(ctx context.Context, opts RunOptions) (string, error) {
+	created, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
+			Image:  opts.Image,
+			Cmd:    opts.Cmd,
+			Env:    opts.Env,
+			User:   opts.User,
+			Labels: opts.Labels,
+		},
+		HostConfig: &container.HostConfig{
+			PidMode:        container.PidMode(opts.PIDMode),
+			ReadonlyRootfs: opts.ReadOnly,
+			Tmpfs:          opts.Tmpfs,
+			NetworkMode:    container.NetworkMode(opts.Network),
+			Binds:          opts.Binds,
+		},
+	})
+	if err != nil {
+		return "", fmt.Errorf("create container from %q: %w", opts.Image, err)
+	}
+	return created.ID, nil
+}
+
+// RunDetached creates and starts a container, as `docker run -d` does, and
+// returns its id; the caller stops it (Kill, WaitExit) and removes it
+// (Remove).
+func (c *Client) RunDetached(ctx context.Context, opts RunOptions) (string, error) {
+	id, err := c.create(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	if err := c.Start(ctx, id); err != nil {
+		_ = c.Remove(ctx, id)
+		return "", err
+	}
+	return id, nil
+}
+
+// Remove removes a container, running or not, as `docker rm -f` does. It is
+// meant for clean-up, so it runs even when ctx has ended.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := c.api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", short(id), err)
+	}
+	return nil
 }
