@@ -40,18 +40,46 @@ var ErrNoFreeConn = fmt.Errorf("no free upstream connection: %w", context.Deadli
 // at most wait (0: until ctx ends).
 func (l *connLimit) acquire(ctx context.Context, idle chan *UpConn, fresh bool, wait time.Duration) (*UpConn, error) {
 	l.mu.Lock()
-	if !fresh {
-		select {
-		case c := <-idle: // put hands connections to the pool under mu
+	for {
+		if !fresh {
+			select {
+			case c := <-idle: // put hands connections to the pool under mu
+				l.mu.Unlock()
+				return c, nil
+			default:
+			}
+		}
+		m := l.max()
+		if m <= 0 || l.open < m {
+			l.open++
 			l.mu.Unlock()
-			return c, nil
+			return nil, nil
+		}
+		if !fresh {
+			break
+		}
+		// A new connection wanted at the bound: an idle connection's
+		// slot serves it better than the connection (nothing else would
+		// close it, and the request would wait out the read timeout).
+		var c *UpConn
+		select {
+		case c = <-idle:
 		default:
 		}
-	}
-	if m := l.max(); m <= 0 || l.open < m {
-		l.open++
+		if c == nil {
+			break
+		}
+		c.counted = false
+		keep := l.open <= m // its slot is within the bound: the caller's
+		if !keep {
+			l.open-- // the bound came down: one fewer, then look again
+		}
 		l.mu.Unlock()
-		return nil, nil
+		c.Close()
+		if keep {
+			return nil, nil
+		}
+		l.mu.Lock()
 	}
 	w := &connWaiter{ch: make(chan *UpConn, 1), fresh: fresh}
 	l.waiters = append(l.waiters, w)
@@ -101,6 +129,19 @@ func (l *connLimit) handOver(c *UpConn) bool {
 		}
 	}
 	return false
+}
+
+// handSlot gives the slot of a connection about to be closed to the first
+// waiter, which wants a fresh one (handOver found none that takes a
+// pooled one); false when none waits. Called with mu held.
+func (l *connLimit) handSlot() bool {
+	if len(l.waiters) == 0 {
+		return false
+	}
+	w := l.waiters[0]
+	l.waiters = l.waiters[1:]
+	w.ch <- nil
+	return true
 }
 
 // over reports whether more connections are open than the bound allows

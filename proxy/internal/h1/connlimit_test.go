@@ -234,3 +234,83 @@ func waitWaiters(t *testing.T, u *Upstream, n int) {
 		return len(u.limit.waiters) == n
 	})
 }
+
+// A request that wants a new connection at the bound (the retry, or a
+// POST after a dead pooled connection) gets the slot of an idle one: a
+// connection put back while it waits is closed to free the slot, and one
+// already idle when it asks is closed the same way. Otherwise nothing would
+// close the idle connection and the request would wait out the read
+// timeout beside it.
+func TestConnLimitFreshTakesIdleSlot(t *testing.T) {
+	addr, accepted := syncUpstream(t, 1)
+	u := NewUpstream("unix", addr, UpstreamOptions{
+		Connect: time.Second, Read: 5 * time.Second, Started: func() time.Time { return time.Time{} },
+		MaxConns: func() int { return 1 },
+	})
+	defer u.CloseIdle()
+	c, err := u.Get(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := make(chan *UpConn, 1)
+	go func() {
+		c, err := u.Get(context.Background(), true)
+		if err != nil {
+			t.Error(err)
+		}
+		fresh <- c
+	}()
+	waitWaiters(t, u, 1)
+	u.put(c)
+	c2 := <-fresh
+	if c2 == nil {
+		t.Fatal("the fresh waiter got no connection once one was put back")
+	}
+	if c2 == c || c2.Reused() {
+		t.Errorf("the fresh waiter got the pooled connection (reused %v), want a new one", c2.Reused())
+	}
+	if n := u.Idle(); n != 0 {
+		t.Errorf("%d idle connections after a fresh waiter took the slot; want 0", n)
+	}
+	if l := u.Limit(); *l != (ConnLimit{Max: 1, Open: 1, Waiting: 0}) {
+		t.Errorf("Limit() = %+v, want 1 allowed, 1 open, none waiting", l)
+	}
+	// The new connection is served: the single worker was freed by the
+	// close of the one put back.
+	c2.Writer().WriteString("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if err := c2.Writer().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.ReadResponse(http.Header{}, http.MethodGet); err != nil {
+		t.Fatalf("the fresh connection: %v", err)
+	}
+	if _, err := io.ReadAll(c2.Body()); err != nil {
+		t.Fatal(err)
+	}
+	c2.Done(true)
+	if n := u.Idle(); n != 1 {
+		t.Fatalf("%d idle connections, want the fresh one kept", n)
+	}
+
+	// At the bound with the connection idle: a fresh request closes it
+	// and dials in its slot at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c3, err := u.Get(ctx, true)
+	if err != nil {
+		t.Fatalf("a fresh request beside an idle connection at the bound: %v", err)
+	}
+	if c3 == c2 || c3.Reused() || u.Idle() != 0 {
+		t.Errorf("got the idle connection (reused %v, %d idle), want a new one in its slot", c3.Reused(), u.Idle())
+	}
+	if l := u.Limit(); *l != (ConnLimit{Max: 1, Open: 1, Waiting: 0}) {
+		t.Errorf("Limit() = %+v, want 1 allowed, 1 open, none waiting", l)
+	}
+	c3.Close()
+	testutil.Eventually(t, 5*time.Second, 5*time.Millisecond, "the single worker accepting the third connection", func() bool {
+		return accepted.Load() == 3
+	})
+	if u.limit.open != 0 {
+		t.Errorf("%d connections counted with none open; want 0", u.limit.open)
+	}
+}

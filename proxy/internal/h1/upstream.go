@@ -388,8 +388,9 @@ func (u *Upstream) put(c *UpConn) {
 }
 
 // putLimited pools c under a bound on connections: handed straight to a
-// request waiting for one, or kept idle, or closed when the bound has
-// come down below the connections open.
+// request waiting for one, or closed to give its slot to a request that
+// waits for a new one, or kept idle, or closed when the bound has come
+// down below the connections open.
 func (u *Upstream) putLimited(c *UpConn) {
 	l := u.limit
 	l.mu.Lock()
@@ -400,6 +401,14 @@ func (u *Upstream) putLimited(c *UpConn) {
 	}
 	if l.handOver(c) {
 		l.mu.Unlock()
+		return
+	}
+	if c.counted && l.handSlot() {
+		// Only requests that want a new connection wait: kept idle, c
+		// would hold the slot one of them waits for.
+		c.counted = false
+		l.mu.Unlock()
+		c.Close()
 		return
 	}
 	select {
