@@ -182,6 +182,35 @@ func TestBinaryAsPID1(t *testing.T) {
 	if code, out := ctl("health"); code != 0 {
 		t.Errorf("onebox health = %d %s, want 0", code, out)
 	}
+	// APP_WORKER_CONNECTIONS is 0 (the default): the pool's upstream has
+	// no bound, neither in /status nor (the same object) on the hot path.
+	_, out := ctl("status", "--json")
+	var st struct {
+		Components []struct {
+			Name   string `json:"name"`
+			Detail struct {
+				Upstreams []map[string]json.RawMessage `json:"upstreams"`
+			} `json:"detail"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("onebox status --json: %v\n%s", err, out)
+	}
+	pools := 0
+	for _, c := range st.Components {
+		if c.Name != "proxy" {
+			continue
+		}
+		for _, u := range c.Detail.Upstreams {
+			pools++
+			if b, ok := u["bound"]; ok {
+				t.Errorf("/status: the pool's upstream has a bound %s with APP_WORKER_CONNECTIONS=0; want none", b)
+			}
+		}
+	}
+	if pools != 1 {
+		t.Errorf("/status lists %d proxy upstreams, want the pool's: %s", pools, out)
+	}
 	if code, out := ctl("scale", "+1"); code != 0 || !strings.Contains(out, "3") {
 		t.Errorf("onebox scale +1 = %d %s, want 0 and 3 workers", code, out)
 	}

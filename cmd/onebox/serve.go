@@ -84,7 +84,12 @@ func serve(ctx context.Context, stdout io.Writer, environ map[string]string) err
 		}
 		sup.Add("appserver", master)
 		appBind = master.Addr() // APP_BIND, or the default socket the pool chose
-		appMaxConns = master.MaxConns
+		if s.App.WorkerConnections > 0 {
+			// Only with a bound: without one, a connLimit on the
+			// pool's upstream would still take its lock on every
+			// request. MaxConns follows `onebox scale`.
+			appMaxConns = master.MaxConns
+		}
 	}
 
 	px, err := proxy.New(s.Proxy, proxy.Deps{
