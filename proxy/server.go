@@ -34,7 +34,9 @@ type Deps struct {
 	AppBind string
 	// AppMaxConns, when set, bounds the connections open to the pool
 	// (AppBind) to what it returns now; <= 0 means no bound
-	// (APP_WORKER_CONNECTIONS, appserver.Master.MaxConns).
+	// (APP_WORKER_CONNECTIONS, appserver.Master.MaxConns). Leave it nil
+	// without a bound: when set, every request to the pool takes the
+	// bound's lock.
 	AppMaxConns func() int
 	// DrainTimeout bounds the wait for in-flight requests once Run's
 	// context is cancelled (ONEBOX_SHUTDOWN_TIMEOUT); 0 means 10s.
