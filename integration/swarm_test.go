@@ -162,13 +162,7 @@ func deploySwarmStack(t *testing.T) *swarmStack {
 	mustWrite(t, filepath.Join(dir, "stack.yaml"), strings.Replace(stackFile, stackPorts, "", 1))
 	mustWrite(t, filepath.Join(dir, "override.yaml"), swarmOverride)
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	// A secret left by an interrupted run would hold another password.
-	_, _ = dockerCLI(ctx, "", "secret", "rm", swarmSecret)
-	if _, err := dockerCLI(ctx, "pw-"+randomHex(8), "secret", "create", swarmSecret, "-"); err != nil {
-		t.Fatal(err)
-	}
+	createSwarmSecret(t)
 	t.Cleanup(st.remove)
 	start := time.Now()
 	mustDocker(t, 2*time.Minute, "stack", "deploy", "--resolve-image", "never",
@@ -176,6 +170,27 @@ func deploySwarmStack(t *testing.T) *swarmStack {
 	st.waitReplicas(t, 3, nil, 4*time.Minute)
 	t.Logf("stack %s: 3 replicas healthy %s after deploy", name, time.Since(start).Round(100*time.Millisecond))
 	return st
+}
+
+// createSwarmSecret creates the stack's secret, labelled as the test's. One
+// left by an interrupted run (it has the label) is replaced; any other is
+// someone's real one, and the test stops rather than touch it.
+func createSwarmSecret(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	label, err := dockerCLI(ctx, "", "secret", "inspect", "--format", `{{index .Spec.Labels "onebox-test"}}`, swarmSecret)
+	switch {
+	case err != nil && !strings.Contains(label, "not found") && !strings.Contains(label, "No such secret"):
+		t.Fatal(err)
+	case err == nil && strings.TrimSpace(label) != "swarm":
+		t.Fatalf("a docker secret %s that this test did not make exists: remove it, or run the test on another daemon", swarmSecret)
+	case err == nil:
+		mustDocker(t, time.Minute, "secret", "rm", swarmSecret)
+	}
+	if _, err := dockerCLI(ctx, "pw-"+randomHex(8), "secret", "create", "--label", "onebox-test=swarm", swarmSecret, "-"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func readFileString(t *testing.T, path string) string {
