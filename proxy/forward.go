@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -99,12 +100,13 @@ func (e *connectError) Unwrap() error { return e.err }
 func (s *Server) roundTrip(w *recorder, r *http.Request, u *h1.Upstream, q *h1.Outgoing, body io.Reader, spooled *spool) (*h1.UpConn, *h1.Response, error) {
 	retryable := isIdempotent(r.Method) && body == nil
 	h := w.Header()
+	nc := h1.ClientConn(w.w) // nil on the TLS listener
 	for attempt := 0; ; attempt++ {
-		c, err := s.upstreamConn(r, u, attempt > 0, retryable)
+		c, err := s.upstreamConn(r, nc, u, attempt > 0, retryable)
 		if err != nil {
 			return nil, nil, &connectError{err}
 		}
-		if nc := h1.ClientConn(w.w); nc != nil {
+		if nc != nil {
 			c.WatchClient(nc) // watched while the upstream is slow
 		} else {
 			c.WatchContext(r.Context()) // net/http ends it when the client leaves
@@ -144,15 +146,18 @@ func spooledBody(sp *spool) io.WriterTo {
 
 // upstreamConn returns a connection for the request: a pooled one, or a
 // fresh one on the retry (fresh) and for a request that cannot be retried
-// when the pooled one turns out closed by the upstream while idle.
-func (s *Server) upstreamConn(r *http.Request, u *h1.Upstream, fresh, retryable bool) (*h1.UpConn, error) {
-	c, err := u.Get(r.Context(), fresh)
+// when the pooled one turns out closed by the upstream while idle. A
+// request queued for a connection (APP_WORKER_CONNECTIONS) watches its
+// plain-HTTP client nc there: on that listener r's context does not end
+// when the client leaves.
+func (s *Server) upstreamConn(r *http.Request, nc net.Conn, u *h1.Upstream, fresh, retryable bool) (*h1.UpConn, error) {
+	c, err := u.Get(r.Context(), fresh, nc)
 	if err != nil {
 		return nil, err
 	}
 	if c.Reused() && !retryable && !c.Alive() {
 		c.Close()
-		return u.Dial(r.Context())
+		return u.Dial(r.Context(), nc)
 	}
 	return c, nil
 }

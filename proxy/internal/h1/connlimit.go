@@ -3,6 +3,7 @@ package h1
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 )
@@ -37,8 +38,9 @@ var ErrNoFreeConn = fmt.Errorf("no free upstream connection: %w", context.Deadli
 
 // acquire returns an idle connection from idle (unless fresh), or nil with
 // a slot counted for the caller to dial in; it waits past the bound,
-// at most wait (0: until ctx ends).
-func (l *connLimit) acquire(ctx context.Context, idle chan *UpConn, fresh bool, wait time.Duration) (*UpConn, error) {
+// at most wait (0: until ctx ends), and, with a client connection to
+// watch, until that client leaves (ErrClientGone).
+func (l *connLimit) acquire(ctx context.Context, idle chan *UpConn, fresh bool, wait time.Duration, client net.Conn) (*UpConn, error) {
 	l.mu.Lock()
 	for {
 		if !fresh {
@@ -91,14 +93,28 @@ func (l *connLimit) acquire(ctx context.Context, idle chan *UpConn, fresh bool, 
 		defer t.Stop()
 		timeout = t.C
 	}
+	// On the plain listener ctx ends only with the connection's loop: the
+	// client is checked as a read waiting on the upstream checks it.
+	var check <-chan time.Time
+	if client != nil {
+		tk := time.NewTicker(clientCheckInterval)
+		defer tk.Stop()
+		check = tk.C
+	}
 	var err error
-	select {
-	case c := <-w.ch:
-		return c, nil
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-timeout:
-		err = ErrNoFreeConn
+	for err == nil {
+		select {
+		case c := <-w.ch:
+			return c, nil
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-timeout:
+			err = ErrNoFreeConn
+		case <-check:
+			if clientGone(client) {
+				err = ErrClientGone
+			}
+		}
 	}
 	l.mu.Lock()
 	for i, x := range l.waiters {

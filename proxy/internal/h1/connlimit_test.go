@@ -55,7 +55,7 @@ func syncUpstream(t *testing.T, n int) (addr string, accepted *atomic.Int64) {
 
 // exchange sends one GET on a connection from u and reads the answer.
 func exchange(ctx context.Context, u *Upstream) error {
-	c, err := u.Get(ctx, false)
+	c, err := u.Get(ctx, false, nil)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func TestConnLimitSingleThreadedWorkers(t *testing.T) {
 	defer free.CloseIdle()
 	held := make([]*UpConn, 0, 2)
 	for range 2 { // two connections the workers accepted, then kept idle
-		c, err := free.Get(context.Background(), false)
+		c, err := free.Get(context.Background(), false, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestConnLimitSingleThreadedWorkers(t *testing.T) {
 	if l := free.Limit(); l != nil {
 		t.Errorf("Limit() of an upstream without a bound = %+v, want nil", l)
 	}
-	third, err := free.Dial(context.Background())
+	third, err := free.Dial(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,16 +173,16 @@ func TestConnLimitWaitEnds(t *testing.T) {
 		MaxConns: func() int { return 1 },
 	})
 	defer u.CloseIdle()
-	c, err := u.Get(context.Background(), false)
+	c, err := u.Get(context.Background(), false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.Get(context.Background(), false); !errors.Is(err, ErrNoFreeConn) || !IsTimeout(err) {
+	if _, err := u.Get(context.Background(), false, nil); !errors.Is(err, ErrNoFreeConn) || !IsTimeout(err) {
 		t.Errorf("wait past the read timeout: %v, want ErrNoFreeConn, a timeout", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan error, 1)
-	go func() { _, err := u.Dial(ctx); got <- err }()
+	go func() { _, err := u.Dial(ctx, nil); got <- err }()
 	waitWaiters(t, u, 1)
 	cancel()
 	if err := <-got; !errors.Is(err, context.Canceled) {
@@ -192,7 +192,7 @@ func TestConnLimitWaitEnds(t *testing.T) {
 	// put back; a waiter for a fresh one gets the slot once it is closed.
 	handed := make(chan *UpConn, 1)
 	go func() {
-		c, err := u.Get(context.Background(), false)
+		c, err := u.Get(context.Background(), false, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -207,7 +207,7 @@ func TestConnLimitWaitEnds(t *testing.T) {
 	}
 	fresh := make(chan *UpConn, 1)
 	go func() {
-		c, err := u.Get(context.Background(), true)
+		c, err := u.Get(context.Background(), true, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -248,13 +248,13 @@ func TestConnLimitFreshTakesIdleSlot(t *testing.T) {
 		MaxConns: func() int { return 1 },
 	})
 	defer u.CloseIdle()
-	c, err := u.Get(context.Background(), false)
+	c, err := u.Get(context.Background(), false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fresh := make(chan *UpConn, 1)
 	go func() {
-		c, err := u.Get(context.Background(), true)
+		c, err := u.Get(context.Background(), true, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -296,7 +296,7 @@ func TestConnLimitFreshTakesIdleSlot(t *testing.T) {
 	// and dials in its slot at once.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	c3, err := u.Get(ctx, true)
+	c3, err := u.Get(ctx, true, nil)
 	if err != nil {
 		t.Fatalf("a fresh request beside an idle connection at the bound: %v", err)
 	}
@@ -312,5 +312,62 @@ func TestConnLimitFreshTakesIdleSlot(t *testing.T) {
 	})
 	if u.limit.open != 0 {
 		t.Errorf("%d connections counted with none open; want 0", u.limit.open)
+	}
+}
+
+// A request queued for a connection watches its plain-HTTP client: when
+// the client closes its connection the wait ends with ErrClientGone (499)
+// within about clientCheckInterval, long before the read timeout, and the
+// request leaves the queue.
+func TestConnLimitWaitEndsWhenClientLeaves(t *testing.T) {
+	addr, _ := syncUpstream(t, 1)
+	u := NewUpstream("unix", addr, UpstreamOptions{
+		Connect: time.Second, Read: 30 * time.Second, Started: func() time.Time { return time.Time{} },
+		MaxConns: func() int { return 1 },
+	})
+	defer u.CloseIdle()
+	c, err := u.Get(context.Background(), false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", t.TempDir()+"/client.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := ln.Accept() // the proxy's side of the client's connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer served.Close()
+	got := make(chan error, 1)
+	go func() { _, err := u.Get(context.Background(), false, served); got <- err }()
+	waitWaiters(t, u, 1)
+	select {
+	case err := <-got:
+		t.Fatalf("the wait ended with the client still there: %v", err)
+	case <-time.After(clientCheckInterval + clientCheckInterval/2): // a check has passed
+	}
+	client.Close()
+	start := time.Now()
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrClientGone) {
+			t.Errorf("the client left: %v, want ErrClientGone", err)
+		}
+		t.Logf("the wait ended %v after the client left", time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait did not end within 10s of the client leaving (the read timeout is 30s)")
+	}
+	if l := u.Limit(); *l != (ConnLimit{Max: 1, Open: 1, Waiting: 0}) {
+		t.Errorf("Limit() = %+v, want 1 allowed, 1 open, none waiting", l)
+	}
+	u.put(c) // no one waits: it goes idle
+	if n := u.Idle(); n != 1 {
+		t.Errorf("%d idle connections after the put, want 1", n)
 	}
 }

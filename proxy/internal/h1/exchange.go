@@ -9,7 +9,7 @@ import (
 
 // One exchange on an upstream connection, as the proxy drives it:
 //
-//	c, err := u.Get(ctx, false)
+//	c, err := u.Get(ctx, false, h1.ClientConn(w))
 //	c.WatchClient(h1.ClientConn(w)) // or c.WatchContext(ctx) on TLS
 //	c.WriteRequest(&h1.Outgoing{...}, body, spooled)
 //	resp, err := c.ReadResponse(w.Header(), r.Method)

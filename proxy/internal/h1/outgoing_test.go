@@ -66,7 +66,7 @@ func upConnPair(t *testing.T) (*UpConn, <-chan []byte) {
 		got <- b
 	}()
 	u := NewUpstream("tcp", ln.Addr().String(), UpstreamOptions{Connect: 5 * time.Second, Started: func() time.Time { return time.Time{} }})
-	c, err := u.Dial(context.Background())
+	c, err := u.Dial(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -313,8 +313,10 @@ func (c *UpConn) release() {
 }
 
 // Get returns an idle connection, or dials one. With fresh set it always
-// dials (the retry after a failed reused connection).
-func (u *Upstream) Get(ctx context.Context, fresh bool) (*UpConn, error) {
+// dials (the retry after a failed reused connection). client, when not
+// nil, is the plain-HTTP client connection: a request queued past the
+// bound on connections gives up with ErrClientGone when it leaves.
+func (u *Upstream) Get(ctx context.Context, fresh bool, client net.Conn) (*UpConn, error) {
 	if !fresh {
 		for {
 			var c *UpConn
@@ -333,17 +335,17 @@ func (u *Upstream) Get(ctx context.Context, fresh bool) (*UpConn, error) {
 			return c, nil
 		}
 	}
-	return u.open(ctx, fresh)
+	return u.open(ctx, fresh, client)
 }
 
 // open dials a connection, or, with a bound on connections, waits for a
 // slot or (unless fresh) a connection another request hands back.
-func (u *Upstream) open(ctx context.Context, fresh bool) (*UpConn, error) {
+func (u *Upstream) open(ctx context.Context, fresh bool, client net.Conn) (*UpConn, error) {
 	if u.limit == nil {
 		return u.dial(ctx)
 	}
 	for {
-		c, err := u.limit.acquire(ctx, u.idle, fresh, u.opts.Read)
+		c, err := u.limit.acquire(ctx, u.idle, fresh, u.opts.Read, client)
 		if err != nil {
 			return nil, err
 		}
@@ -434,8 +436,10 @@ func (u *Upstream) CloseIdle() {
 
 // Dial connects a new connection, retrying a refused connect during
 // start-up (see UpstreamOptions.Started); under a bound on connections it
-// first waits for a free slot.
-func (u *Upstream) Dial(ctx context.Context) (*UpConn, error) { return u.open(ctx, true) }
+// first waits for a free slot (client as for Get).
+func (u *Upstream) Dial(ctx context.Context, client net.Conn) (*UpConn, error) {
+	return u.open(ctx, true, client)
+}
 
 func (u *Upstream) dial(ctx context.Context) (*UpConn, error) {
 	backoff := 25 * time.Millisecond
