@@ -86,7 +86,11 @@ func (l *connLimit) acquire(ctx context.Context, idle chan *UpConn, fresh bool, 
 	w := &connWaiter{ch: make(chan *UpConn, 1), fresh: fresh}
 	l.waiters = append(l.waiters, w)
 	l.mu.Unlock()
+	return l.wait(ctx, w, wait, client)
+}
 
+// wait waits, queued as w, for a connection or a slot (see acquire).
+func (l *connLimit) wait(ctx context.Context, w *connWaiter, wait time.Duration, client net.Conn) (*UpConn, error) {
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
