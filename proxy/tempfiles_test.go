@@ -107,7 +107,7 @@ func TestTempFilesLeaveNothing(t *testing.T) {
 	// while the client reads none of it.
 	down := dialT(t, addr)
 	_ = down.(*net.TCPConn).SetReadBuffer(4 << 10)
-	_, _ = io.WriteString(down, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, _ = io.WriteString(down, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitBodyFiles(t, tmp, 1, "the download in a temp file")
 	down.Close()
 	noBodyFiles(t, tmp, "after a client left mid-download")
@@ -118,7 +118,7 @@ func TestTempFilesLeaveNothing(t *testing.T) {
 	_, _ = io.WriteString(up2, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"+string(body))
 	down2 := dialT(t, addr)
 	_ = down2.(*net.TCPConn).SetReadBuffer(4 << 10)
-	_, _ = io.WriteString(down2, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, _ = io.WriteString(down2, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitBodyFiles(t, tmp, 2, "an upload and a download in temp files")
 	cancel()
 	select {
@@ -166,7 +166,7 @@ func TestUnwritableTempDir(t *testing.T) {
 	}
 	down := dialT(t, addr)
 	_ = down.(*net.TCPConn).SetReadBuffer(4 << 10)
-	_, _ = io.WriteString(down, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, _ = io.WriteString(down, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitBodyFiles(t, dir, 1, "the download in a memfd")
 	down.Close()
 	if resp, b := get(t, addr, "", "/big"); resp.StatusCode != 200 || len(b) != 1<<20 || b[1<<20-1] != byte('a'+(1<<10-1)%26) {

@@ -141,6 +141,17 @@ func upstreamMain() {
 			_, _ = w.Write(chunk)
 		}
 	})
+	mux.HandleFunc("/huge", func(w http.ResponseWriter, r *http.Request) {
+		// Larger than any socket buffer the kernel grows to (tcp_wmem's
+		// 4 MiB): a client reading none of it holds the rest in onebox.
+		w.Header().Set("Content-Length", strconv.Itoa(32<<20))
+		chunk := make([]byte, 64<<10)
+		for range 512 {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, "data: first\n\n")
