@@ -49,17 +49,7 @@ func startServer(t testing.TB, cfg Config, deps Deps) (*Server, string) {
 	if deps.Log.GetLevel() == zerolog.TraceLevel && deps.AccessLog == nil {
 		deps.Log = zerolog.New(io.Discard)
 	}
-	s, err := New(cfg, deps)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, nil) }()
+	s, addr, cancel, done := serveUntilCancel(t, cfg, deps)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -71,7 +61,26 @@ func startServer(t testing.TB, cfg Config, deps Deps) (*Server, string) {
 			t.Errorf("Serve did not return after cancel")
 		}
 	})
-	return s, ln.Addr().String()
+	return s, addr
+}
+
+// serveUntilCancel starts a server on a loopback port and returns it, its
+// address, the cancel that begins its drain and the channel Serve's
+// result arrives on; the caller checks that result.
+func serveUntilCancel(t testing.TB, cfg Config, deps Deps) (*Server, string, context.CancelFunc, <-chan error) {
+	t.Helper()
+	s, err := New(cfg, deps)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, nil) }()
+	return s, ln.Addr().String(), cancel, done
 }
 
 // writeFiles creates files under dir: name → content; names ending in "/"

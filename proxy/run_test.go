@@ -21,18 +21,7 @@ import (
 // request in flight finish, and returns nil.
 func TestDrainOnCancel(t *testing.T) {
 	up := startUpstream(t, true)
-	s, err := New(envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target}), Deps{DrainTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, nil) }()
+	_, addr, cancel, done := serveUntilCancel(t, envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target}), Deps{DrainTimeout: 5 * time.Second})
 
 	// A request in flight: the upstream answers after 600 ms.
 	c, err := net.Dial("tcp", addr)
@@ -186,19 +175,8 @@ func TestServeShutdownDrain(t *testing.T) {
 	t.Cleanup(func() { _ = up.Close() })
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 
-	s, err := New(envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": "http://" + upLn.Addr().String()}), Deps{DrainTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
+	_, addr, cancel, done := serveUntilCancel(t, envConfig(t, map[string]string{"TRY_FILES": "@app", "UPSTREAM": "http://" + upLn.Addr().String()}), Deps{DrainTimeout: 10 * time.Second})
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, nil) }()
 
 	idle := h1test.Dial(t, addr)
 	idle.Send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -62,19 +61,8 @@ func TestTempFilesLeaveNothing(t *testing.T) {
 	tmp := t.TempDir()
 	vars := map[string]string{"TRY_FILES": "@app", "UPSTREAM": up.target, "TEMP_DIR": tmp,
 		"CLIENT_BODY_BUFFER_SIZE": "1k", "BUFFER_SIZE": "4k", "CLIENT_BODY_TIMEOUT": "20s"}
-	s, err := New(envConfig(t, vars), Deps{Log: zerolog.New(io.Discard), DrainTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
+	_, addr, cancel, served := serveUntilCancel(t, envConfig(t, vars), Deps{Log: zerolog.New(io.Discard), DrainTimeout: 300 * time.Millisecond})
 	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln, nil) }()
 
 	// Success, both ways.
 	body := bytes.Repeat([]byte("onebox!!"), 6000) // 48,000 bytes
